@@ -1,0 +1,145 @@
+// Package fetch owns talking to origins: it turns a model_cache entry into a
+// Manifest (what files exist, how big, how to verify them) and serves byte
+// ranges of those files. It knows nothing about FUSE or about the local cache;
+// the arrows point from fs and chunkcache to fetch, never back.
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Checksum algorithms a File may carry. The chunk cache verifies a file once
+// all of its bytes are present, with whichever algorithm the origin gave.
+const (
+	AlgoSHA256  = "sha256"   // Hub LFS oid; S3 x-amz-checksum-sha256 (hex)
+	AlgoGitSHA1 = "git-sha1" // Hub non-LFS files: sha1("blob <size>\x00" + content)
+	AlgoMD5     = "md5"      // S3 single-part ETag, GCS md5Hash (hex)
+	AlgoCRC32C  = "crc32c"   // GCS crc32c (hex of the big-endian 4 bytes)
+)
+
+// Checksum is a whole-file digest, hex encoded. The zero value means the
+// origin offered none, and the file is served unverified.
+type Checksum struct {
+	Algo  string `json:"algo,omitempty"`
+	Value string `json:"value,omitempty"`
+}
+
+// IsZero reports whether no checksum is known.
+func (c Checksum) IsZero() bool { return c.Algo == "" || c.Value == "" }
+
+func (c Checksum) String() string {
+	if c.IsZero() {
+		return "none"
+	}
+	return c.Algo + ":" + c.Value
+}
+
+// File is one file of a repo at a pinned revision.
+type File struct {
+	// Path is relative to the volume folder, '/'-separated, never starting
+	// with '/' and never containing "." or ".." segments.
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+	// Checksum verifies the complete content (may be zero).
+	Checksum Checksum `json:"checksum"`
+	// Version pins the object at the origin, so a byte range fetched later
+	// cannot come from a newer object: the commit for Hub files, the ETag for
+	// S3 (sent as If-Match), the generation for GCS.
+	Version string `json:"version,omitempty"`
+	// Extra holds source-specific facts a RangeReader needs (for example the
+	// Hub's LFS flag), so readers need not list again after a restart.
+	Extra map[string]string `json:"extra,omitempty"`
+}
+
+// Manifest is the resolved, filtered listing of one model_cache entry. It is
+// persisted in the cache dir so a restart mounts without any network call.
+type Manifest struct {
+	Volume   string    `json:"volume"`   // volume_folder ("" for use_volume: false)
+	Kind     string    `json:"kind"`     // hf | s3 | gcs
+	RepoID   string    `json:"repo_id"`  // as written in the config
+	Revision string    `json:"revision"` // as written in the config
+	Commit   string    `json:"commit"`   // what is served (Hub commit; "" elsewhere)
+	Resolved time.Time `json:"resolved"` // when the listing was taken; used as mtime
+	Files    []File    `json:"files"`
+}
+
+// TotalSize is the sum of all file sizes.
+func (m *Manifest) TotalSize() int64 {
+	var n int64
+	for _, f := range m.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// Lister resolves an entry into its manifest. It is called once per entry
+// at mount (or never, when a persisted manifest exists).
+type Lister interface {
+	List(ctx context.Context) (*Manifest, error)
+}
+
+// RangeReader fills p with the bytes [off, off+len(p)) of f. It returns an
+// error unless p was filled completely; it must honour ctx's deadline and must
+// not retry on its own (Retry wraps that policy around it).
+type RangeReader interface {
+	ReadRange(ctx context.Context, f File, off int64, p []byte) error
+}
+
+// Source is one configured origin: it lists and it reads.
+type Source interface {
+	Lister
+	RangeReader
+}
+
+// ErrChanged is returned when the origin's object no longer matches the
+// listed version (S3 If-Match failed, GCS generation gone). It is permanent:
+// mixing bytes of two versions would be worse than failing.
+var ErrChanged = errors.New("object changed at the origin since it was listed")
+
+// permanentError marks an error that retrying cannot fix (404, 403, a changed
+// object, a malformed response that is deterministic).
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent wraps err so Retry gives up at once.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err}
+}
+
+// IsPermanent reports whether err (or anything it wraps) was marked Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfterError carries a server's Retry-After hint (Hub 429).
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string { return e.Err.Error() }
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// StatusError describes an unexpected HTTP answer without leaking headers
+// (which may carry credentials).
+type StatusError struct {
+	Op     string // what we were doing, e.g. "GET resolve acme/llama@main config.json"
+	Status int
+	Code   string // X-Error-Code, when present
+}
+
+func (e *StatusError) Error() string {
+	if e.Code != "" {
+		return fmt.Sprintf("%s: HTTP %d %s", e.Op, e.Status, e.Code)
+	}
+	return fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
+}
