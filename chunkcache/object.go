@@ -1,0 +1,388 @@
+package chunkcache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+type state int
+
+const (
+	stateFilling   state = iota // some chunks missing
+	stateVerifying              // all present, hashing
+	stateVerified               // all present, checksum matched
+	stateComplete               // all present, origin gave no checksum
+	stateBad                    // failed verification twice: reads fail
+)
+
+func (s state) String() string {
+	return [...]string{"filling", "verifying", "verified", "complete", "bad"}[s]
+}
+
+// ErrBadContent is returned by reads of a file whose bytes failed
+// verification even after a refetch. The fs layer turns it into EIO.
+var ErrBadContent = errors.New("content failed verification")
+
+// Object is one file's bytes at rest: a sparse data file the size of the
+// file, an append-only log of which chunks in it are complete, and a marker
+// once the whole file is verified.
+//
+// Lock order: dataMu before mu. dataMu is held (shared) while bytes move
+// between the data file and memory, and exclusively only to drop content
+// that failed verification; neither lock is ever held across network I/O.
+type Object struct {
+	c       *Cache
+	key     string
+	origin  string
+	file    fetch.File
+	src     fetch.RangeReader
+	nchunks int
+
+	data  *os.File // sparse file of file.Size bytes
+	logMu sync.Mutex
+	logf  *os.File // GUARDED_BY(logMu): little-endian uint32 chunk indices
+
+	dataMu sync.RWMutex
+
+	mu         sync.Mutex
+	present    []bool           // GUARDED_BY(mu)
+	npresent   int              // GUARDED_BY(mu)
+	inflight   map[int]*call    // GUARDED_BY(mu)
+	gen        uint64           // GUARDED_BY(mu); bumped when content is dropped
+	state      state            // GUARDED_BY(mu)
+	mismatches int              // GUARDED_BY(mu)
+	lastErr    error            // GUARDED_BY(mu)
+	diskErr    error            // GUARDED_BY(mu); set once when writes fail
+	lastAccess time.Time        // GUARDED_BY(mu)
+	ra         readaheadState   // GUARDED_BY(mu)
+	waiters    map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
+}
+
+// call is one in-flight chunk fetch that any number of readers may wait on.
+type call struct {
+	done chan struct{}
+	err  error  // set before done is closed
+	buf  []byte // the chunk, immutable once done is closed
+}
+
+func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
+	o := &Object{c: c, key: key, origin: origin, file: f, src: src, inflight: map[int]*call{}, waiters: map[int]struct{}{}}
+	o.nchunks = int((f.Size + c.opts.ChunkSize - 1) / c.opts.ChunkSize)
+	o.present = make([]bool, o.nchunks)
+	dataPath := c.objectPath(key, ".data")
+	if err := os.MkdirAll(filepath.Dir(dataPath), 0o755); err != nil {
+		return nil, diskError(c.opts.Dir, err)
+	}
+	var err error
+	if o.data, err = os.OpenFile(dataPath, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+		return nil, diskError(c.opts.Dir, err)
+	}
+	st, err := o.data.Stat()
+	if err != nil {
+		o.data.Close()
+		return nil, diskError(c.opts.Dir, err)
+	}
+	if st.Size() != f.Size {
+		// A different size means a different (or torn) object: start over.
+		if err := o.data.Truncate(0); err == nil {
+			err = o.data.Truncate(f.Size)
+		}
+		if err != nil {
+			o.data.Close()
+			return nil, diskError(c.opts.Dir, err)
+		}
+		os.Remove(c.objectPath(key, ".chunks"))
+		os.Remove(c.objectPath(key, ".ok"))
+	}
+	if o.logf, err = os.OpenFile(c.objectPath(key, ".chunks"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+		o.data.Close()
+		return nil, diskError(c.opts.Dir, err)
+	}
+	o.loadLog()
+	if o.npresent == o.nchunks {
+		if _, err := os.Stat(c.objectPath(key, ".ok")); err == nil {
+			o.state = stateVerified
+		} else {
+			o.state = stateVerifying
+			go o.verify()
+		}
+	}
+	return o, nil
+}
+
+// loadLog reads the presence log. A torn last record (crash mid-append) is
+// ignored, so a chunk only counts once its index was fully written, which
+// happens only after its bytes were.
+func (o *Object) loadLog() {
+	b, err := io.ReadAll(o.logf)
+	if err != nil {
+		return
+	}
+	for i := 0; i+4 <= len(b); i += 4 {
+		idx := int(binary.LittleEndian.Uint32(b[i:]))
+		if idx < o.nchunks && !o.present[idx] {
+			o.present[idx] = true
+			o.npresent++
+		}
+	}
+}
+
+func (o *Object) close() {
+	o.data.Close()
+	o.logMu.Lock()
+	o.logf.Close()
+	o.logMu.Unlock()
+}
+
+// File is the manifest entry this object caches.
+func (o *Object) File() fetch.File { return o.file }
+
+// Origin names the source this object is read from.
+func (o *Object) Origin() string { return o.origin }
+
+// NumChunks is the number of chunks of the file.
+func (o *Object) NumChunks() int { return o.nchunks }
+
+func (o *Object) chunkBounds(idx int) (off, n int64) {
+	off = int64(idx) * o.c.opts.ChunkSize
+	return off, min(o.c.opts.ChunkSize, o.file.Size-off)
+}
+
+func (o *Object) memKey(gen uint64, idx int) string {
+	return o.key + "/" + strconv.FormatUint(gen, 10) + "/" + strconv.Itoa(idx)
+}
+
+// ReadAt fills p from offset off. It returns fewer bytes only at end of
+// file. Reads of different chunks, or of present chunks, never wait on each
+// other; readers of one missing chunk share one fetch.
+func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= o.file.Size || len(p) == 0 {
+		return 0, nil
+	}
+	if rem := o.file.Size - off; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	o.noteAccess(off, int64(len(p)))
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := int(pos / o.c.opts.ChunkSize)
+		cOff, cLen := o.chunkBounds(idx)
+		within := pos - cOff
+		want := min(int64(len(p)-n), cLen-within)
+		if err := o.readChunk(ctx, idx, within, p[n:n+int(want)], true); err != nil {
+			return n, err
+		}
+		n += int(want)
+	}
+	return n, nil
+}
+
+// readChunk copies dst from chunk idx at offset within, fetching the chunk
+// if needed. demand says a reader is waiting (as opposed to prefetch).
+func (o *Object) readChunk(ctx context.Context, idx int, within int64, dst []byte, demand bool) error {
+	for attempt := 0; ; attempt++ {
+		o.dataMu.RLock()
+		o.mu.Lock()
+		if o.state == stateBad {
+			o.mu.Unlock()
+			o.dataMu.RUnlock()
+			return fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrBadContent)
+		}
+		gen := o.gen
+		if o.present[idx] {
+			o.mu.Unlock()
+			err := o.readPresent(gen, idx, within, dst)
+			o.dataMu.RUnlock()
+			return err
+		}
+		cl, ok := o.inflight[idx]
+		if !ok {
+			cl = &call{done: make(chan struct{})}
+			o.inflight[idx] = cl
+			go o.fetch(idx, cl, gen)
+		}
+		if demand {
+			o.waiters[idx] = struct{}{}
+		}
+		o.mu.Unlock()
+		o.dataMu.RUnlock()
+		if demand {
+			o.c.opts.Events.Miss()
+		}
+		start := time.Now()
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			return fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
+		}
+		if demand {
+			o.c.opts.Events.Waited(time.Since(start))
+		}
+		if cl.err != nil {
+			return cl.err
+		}
+		if cl.buf != nil {
+			copy(dst, cl.buf[within:])
+			return nil
+		}
+		// The fetch finished but its bytes were dropped (verification
+		// failed meanwhile): look again, a bounded number of times.
+		if attempt >= 2 {
+			return fmt.Errorf("%s %s: chunk %d: content dropped during read", o.origin, o.file.Path, idx)
+		}
+	}
+}
+
+// readPresent serves a present chunk from memory or disk.
+// LOCKS_REQUIRED(dataMu, shared)
+func (o *Object) readPresent(gen uint64, idx int, within int64, dst []byte) error {
+	if len(dst) == 0 {
+		return nil
+	}
+	if b, ok := o.c.mem.get(o.memKey(gen, idx)); ok {
+		copy(dst, b[within:])
+		o.c.opts.Events.Hit("memory")
+		return nil
+	}
+	cOff, _ := o.chunkBounds(idx)
+	if _, err := o.data.ReadAt(dst, cOff+within); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
+	}
+	o.c.opts.Events.Hit("disk")
+	return nil
+}
+
+// fetch downloads chunk idx as parallel sub-ranges, stores it, and wakes
+// every waiter. It runs on its own deadline, detached from any reader, so a
+// reader that gives up does not waste the work others may be waiting for.
+func (o *Object) fetch(idx int, cl *call, gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), o.c.opts.FetchTimeout)
+	defer cancel()
+	cOff, cLen := o.chunkBounds(idx)
+	buf := make([]byte, cLen)
+	start := time.Now()
+	err := o.fetchRanges(ctx, cOff, buf)
+	if err == nil {
+		o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
+		cl.buf = buf
+		o.store(idx, gen, buf)
+	} else {
+		cl.err = fmt.Errorf("%s %s: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
+		o.c.opts.Events.FetchFailed(o.origin, err)
+	}
+	o.mu.Lock()
+	delete(o.inflight, idx)
+	delete(o.waiters, idx)
+	if err != nil {
+		o.lastErr = cl.err
+	}
+	if o.gen != gen {
+		cl.buf = nil // dropped while in flight: never serve it
+	}
+	o.mu.Unlock()
+	close(cl.done)
+}
+
+func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte) error {
+	rs := o.c.opts.RangeSize
+	if int64(len(buf)) <= rs {
+		return o.src.ReadRange(ctx, o.file, off, buf)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for s := int64(0); s < int64(len(buf)); s += rs {
+		part := buf[s:min(s+rs, int64(len(buf)))]
+		pOff := off + s
+		g.Go(func() error { return o.src.ReadRange(gctx, o.file, pOff, part) })
+	}
+	return g.Wait()
+}
+
+// store writes a fetched chunk to disk and marks it present. A failed
+// write (full disk) is logged once; the bytes are still served from memory
+// to the readers waiting for them.
+func (o *Object) store(idx int, gen uint64, buf []byte) {
+	o.dataMu.RLock()
+	defer o.dataMu.RUnlock()
+	o.mu.Lock()
+	stale := o.gen != gen
+	o.mu.Unlock()
+	if stale {
+		return
+	}
+	cOff, _ := o.chunkBounds(idx)
+	_, err := o.data.WriteAt(buf, cOff)
+	if err == nil {
+		var rec [4]byte
+		binary.LittleEndian.PutUint32(rec[:], uint32(idx))
+		o.logMu.Lock()
+		_, err = o.logf.Write(rec[:])
+		o.logMu.Unlock()
+	}
+	if err != nil {
+		o.noteDiskError(err)
+		return
+	}
+	o.c.mem.put(o.memKey(gen, idx), buf)
+	o.mu.Lock()
+	complete := false
+	if o.gen == gen && !o.present[idx] {
+		o.present[idx] = true
+		o.npresent++
+		if o.npresent == o.nchunks && o.state == stateFilling {
+			o.state = stateVerifying
+			complete = true
+		}
+	}
+	o.mu.Unlock()
+	if complete {
+		go o.verify()
+	}
+}
+
+func (o *Object) noteDiskError(err error) {
+	o.mu.Lock()
+	first := o.diskErr == nil
+	o.diskErr = diskError(o.c.opts.Dir, err)
+	o.mu.Unlock()
+	if first {
+		o.c.log.Error("cannot store fetched bytes; serving from memory without caching", "file", o.file.Path, "err", o.diskErr)
+	}
+}
+
+// diskError names the cache dir and what to do, especially when it is full.
+func diskError(dir string, err error) error {
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+		return fmt.Errorf("cache dir %s is full: free space there or point --cache-dir at a bigger disk (%w)", dir, err)
+	}
+	return fmt.Errorf("cache dir %s: %w", dir, err)
+}
+
+// Ensure makes chunk idx present (fetching it if needed) without copying it
+// anywhere; prefetch and readahead use it.
+func (o *Object) Ensure(ctx context.Context, idx int) error {
+	if idx < 0 || idx >= o.nchunks {
+		return nil
+	}
+	return o.readChunk(ctx, idx, 0, nil, false)
+}
+
+// Present reports whether chunk idx is on disk.
+func (o *Object) Present(idx int) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return idx >= 0 && idx < o.nchunks && o.present[idx]
+}

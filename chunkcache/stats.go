@@ -1,0 +1,63 @@
+package chunkcache
+
+import (
+	"context"
+	"time"
+)
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+// ObjectStats is a snapshot of one object for /status and `wait`.
+type ObjectStats struct {
+	Path        string `json:"path"`
+	Size        int64  `json:"size"`
+	CachedBytes int64  `json:"cached_bytes"`
+	State       string `json:"state"` // filling | verifying | verified | complete | bad
+	Verified    bool   `json:"verified"`
+	Error       string `json:"error,omitempty"`
+}
+
+// Stats returns a snapshot of the object.
+func (o *Object) Stats() ObjectStats {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var cached int64
+	for i, p := range o.present {
+		if p {
+			_, n := o.chunkBounds(i)
+			cached += n
+		}
+	}
+	s := ObjectStats{Path: o.file.Path, Size: o.file.Size, CachedBytes: cached, State: o.state.String(), Verified: o.state == stateVerified}
+	if o.lastErr != nil {
+		s.Error = o.lastErr.Error()
+	} else if o.diskErr != nil {
+		s.Error = o.diskErr.Error()
+	}
+	return s
+}
+
+// Done reports whether every byte is present and checked (or uncheckable).
+func (o *Object) Done() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state == stateVerified || o.state == stateComplete
+}
+
+// Failed reports whether the object failed verification for good.
+func (o *Object) Failed() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.state == stateBad
+}
+
+// BackingPath returns the path of the complete, verified data file, for
+// FUSE passthrough; ok is false until the object is Done.
+func (o *Object) BackingPath() (string, bool) {
+	if !o.Done() {
+		return "", false
+	}
+	return o.c.objectPath(o.key, ".data"), true
+}

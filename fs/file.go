@@ -1,0 +1,175 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+// fileNode is one file of a volume. Its content is opened lazily.
+type fileNode struct {
+	gofs.Inode
+	vol    string
+	file   fetch.File
+	mtime  time.Time
+	opener Opener
+	cfg    *config
+
+	mu       sync.Mutex
+	content  Content // GUARDED_BY(mu); nil until first open
+	cachedIO int     // GUARDED_BY(mu); open handles served by the daemon
+}
+
+var _ = (gofs.NodeGetattrer)((*fileNode)(nil))
+var _ = (gofs.NodeSetattrer)((*fileNode)(nil))
+var _ = (gofs.NodeOpener)((*fileNode)(nil))
+var _ = (gofs.NodeReader)((*fileNode)(nil))
+
+func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	a := &out.Attr
+	a.Mode = fileMode
+	a.Nlink = 1
+	a.Size = uint64(n.file.Size)
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = 1 << 20 // hint to stdio: read in big pieces
+	a.SetTimes(&n.mtime, &n.mtime, &n.mtime)
+	return 0
+}
+
+// Setattr refuses every change: the tree is immutable.
+func (n *fileNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	return syscall.EROFS
+}
+
+func (n *fileNode) contentLocked() (Content, error) {
+	if n.content == nil {
+		c, err := n.opener.Open(n.vol, n.file)
+		if err != nil {
+			return nil, err
+		}
+		n.content = c
+	}
+	return n.content, nil
+}
+
+// Open refuses writes and hands back a handle. The page cache is kept
+// across opens (FOPEN_KEEP_CACHE) because the files never change. A file
+// that is complete and verified is handed to the kernel as a backing file
+// (passthrough), so its reads and mmaps bypass the daemon, unless the
+// inode already has daemon-served handles open: the kernel refuses to mix
+// cached and passthrough I/O modes on one inode.
+func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
+		return nil, 0, syscall.EROFS
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c, err := n.contentLocked()
+	if err != nil {
+		n.cfg.log.Error("open failed", "volume", n.vol, "file", n.file.Path, "err", err)
+		return nil, 0, syscall.EIO
+	}
+	h := &handle{node: n}
+	if n.cfg.passthrough && n.cachedIO == 0 {
+		if p, ok := c.BackingPath(); ok {
+			if f, err := os.Open(p); err == nil {
+				h.backing = f
+			}
+		}
+	}
+	if h.backing == nil {
+		n.cachedIO++
+	}
+	return h, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// Read serves a read from the cache. It runs under the mount's read
+// deadline, so a stalled origin becomes EIO instead of a hung process.
+func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	if h, ok := fh.(*handle); ok && h.backing != nil {
+		// The kernel normally reads the backing file itself; this path
+		// is only taken where it declined passthrough.
+		k, err := h.backing.ReadAt(dest, off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, syscall.EIO
+		}
+		return fuse.ReadResultData(dest[:k]), 0
+	}
+	n.mu.Lock()
+	c, err := n.contentLocked()
+	n.mu.Unlock()
+	if err != nil {
+		return nil, syscall.EIO
+	}
+	rctx, cancel := context.WithTimeout(ctx, n.cfg.readTimeout)
+	defer cancel()
+	k, err := c.ReadAt(rctx, dest, off)
+	if err != nil {
+		n.cfg.readFailed(n.vol, n.file.Path, off, err)
+		return nil, syscall.EIO
+	}
+	return fuse.ReadResultData(dest[:k]), 0
+}
+
+// handle is one open file. backing is set when the kernel reads a local
+// copy directly.
+type handle struct {
+	node    *fileNode
+	backing *os.File
+}
+
+var _ = (gofs.FilePassthroughFder)((*handle)(nil))
+var _ = (gofs.FileReleaser)((*handle)(nil))
+
+func (h *handle) PassthroughFd() (int, bool) {
+	if h.backing == nil {
+		return 0, false
+	}
+	return int(h.backing.Fd()), true
+}
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if h.backing != nil {
+		h.backing.Close()
+		return 0
+	}
+	h.node.mu.Lock()
+	h.node.cachedIO--
+	h.node.mu.Unlock()
+	return 0
+}
+
+// config is what every node needs from the mount.
+type config struct {
+	log         *slog.Logger
+	readTimeout time.Duration
+	passthrough bool
+
+	mu       sync.Mutex
+	lastWarn time.Time // GUARDED_BY(mu); rate-limits read failure logs
+}
+
+// readFailed logs a failed read, at most a few lines a second, because a
+// loader hitting a dead origin fails thousands of page faults at once.
+func (c *config) readFailed(vol, p string, off int64, err error) {
+	c.mu.Lock()
+	now := time.Now()
+	quiet := now.Sub(c.lastWarn) < 200*time.Millisecond
+	if !quiet {
+		c.lastWarn = now
+	}
+	c.mu.Unlock()
+	if !quiet {
+		c.log.Error("read failed; returning EIO", "volume", vol, "file", p, "offset", off, "err", err)
+	}
+}

@@ -1,0 +1,131 @@
+// Package fs translates FUSE calls into reads of cached content. It builds
+// a read-only tree, one folder per volume, from manifests alone, so the
+// whole listing with true sizes exists the moment the mount call returns,
+// before any content byte is fetched. It owns no bytes and no network: file
+// content comes through the small Content interface.
+package fs
+
+import (
+	"context"
+	"path"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+// Content is one file's bytes as the fs sees them.
+type Content interface {
+	// ReadAt fills p from off; fewer bytes only at end of file.
+	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	// BackingPath is a complete local copy, when there is one, for
+	// passthrough; ok is false otherwise.
+	BackingPath() (string, bool)
+}
+
+// Opener hands out Content for a file of a volume. It is called on first
+// open, not at mount, so mounting touches no content.
+type Opener interface {
+	Open(volume string, f fetch.File) (Content, error)
+}
+
+// Volume is one folder under the mountpoint.
+type Volume struct {
+	Name     string // volume_folder
+	Manifest *fetch.Manifest
+}
+
+// Read-only permissions: everyone may read, nobody may write.
+const (
+	fileMode = syscall.S_IFREG | 0o444
+	dirMode  = syscall.S_IFDIR | 0o555
+)
+
+// root is the mountpoint directory.
+type root struct {
+	gofs.Inode
+	vols   []Volume
+	opener Opener
+	cfg    *config
+	mtime  time.Time
+}
+
+var _ = (gofs.NodeOnAdder)((*root)(nil))
+var _ = (gofs.NodeGetattrer)((*root)(nil))
+var _ = (gofs.NodeStatfser)((*root)(nil))
+
+// OnAdd builds the whole tree from the manifests. Persistent inodes keep
+// it alive for the mount's lifetime, so lookups never call out.
+func (r *root) OnAdd(ctx context.Context) {
+	for _, v := range r.vols {
+		mt := v.Manifest.Resolved
+		vdir := r.NewPersistentInode(ctx, &dirNode{mtime: mt}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		r.AddChild(v.Name, vdir, false)
+		files := append([]fetch.File(nil), v.Manifest.Files...)
+		sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+		for _, f := range files {
+			dir, base := path.Split(f.Path)
+			parent := vdir
+			for _, seg := range strings.Split(strings.Trim(dir, "/"), "/") {
+				if seg == "" {
+					continue
+				}
+				child := parent.GetChild(seg)
+				if child == nil {
+					child = r.NewPersistentInode(ctx, &dirNode{mtime: mt}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+					parent.AddChild(seg, child, false)
+				}
+				parent = child
+			}
+			fn := &fileNode{vol: v.Name, file: f, mtime: mt, opener: r.opener, cfg: r.cfg}
+			parent.AddChild(base, r.NewPersistentInode(ctx, fn, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
+		}
+	}
+}
+
+func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	setDirAttr(&out.Attr, r.mtime)
+	return 0
+}
+
+// Statfs reports the model's total size as the used space, so `df` on the
+// mount says how big the model is.
+func (r *root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	var total, files uint64
+	for _, v := range r.vols {
+		total += uint64(v.Manifest.TotalSize())
+		files += uint64(len(v.Manifest.Files))
+	}
+	const bsize = 4096
+	out.Bsize = bsize
+	out.Frsize = bsize
+	out.Blocks = (total + bsize - 1) / bsize
+	out.Files = files
+	out.NameLen = 255
+	return 0
+}
+
+// dirNode is a directory inside a volume.
+type dirNode struct {
+	gofs.Inode
+	mtime time.Time
+}
+
+var _ = (gofs.NodeGetattrer)((*dirNode)(nil))
+
+func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	setDirAttr(&out.Attr, d.mtime)
+	return 0
+}
+
+func setDirAttr(a *fuse.Attr, mt time.Time) {
+	a.Mode = dirMode
+	a.Nlink = 2
+	a.Size = 4096
+	a.SetTimes(&mt, &mt, &mt)
+}
