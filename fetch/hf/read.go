@@ -1,0 +1,198 @@
+package hf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+// cdnKey names one file at one commit; its CDN URL is the same for all of
+// its chunks.
+type cdnKey struct{ path, commit string }
+
+// errCDNRefused marks a 401/403 from a cached CDN URL: the signature has
+// most likely expired, and resolving again gets a fresh one.
+var errCDNRefused = errors.New("CDN refused the signed URL")
+
+// ReadRange fills p with bytes [off, off+len(p)) of f at commit f.Version.
+// The first read of an LFS file goes through the Hub's resolve endpoint and
+// remembers the CDN URL it redirects to; later reads go straight to the CDN.
+// It does not retry, except for one fresh resolve when a cached CDN URL is
+// refused (signed URLs expire after hours).
+func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
+	if len(p) == 0 {
+		return nil
+	}
+	if s.initErr != nil {
+		return s.initErr
+	}
+	end := off + int64(len(p))
+	if off < 0 || end > f.Size || end < off {
+		return fetch.Permanent(fmt.Errorf("file %q of repo %s: range [%d, %d) is outside the file's %d bytes",
+			f.Path, s.repo, off, end, f.Size))
+	}
+	if f.Version == "" {
+		// Reading by branch could mix bytes of two commits.
+		return fetch.Permanent(fmt.Errorf("file %q of repo %s: no commit recorded; list the repo again", f.Path, s.repo))
+	}
+	key := cdnKey{f.Path, f.Version}
+	if u := s.cachedCDN(key); u != nil {
+		err := s.readFrom(ctx, f, off, p, u, key, true)
+		if !errors.Is(err, errCDNRefused) {
+			return err
+		}
+		s.forgetCDN(key, u)
+		s.log.Info("CDN refused a cached URL, resolving the file again", "path", f.Path, "host", u.Host)
+	}
+	u, err := s.resolveURL(f)
+	if err != nil {
+		return err
+	}
+	return s.readFrom(ctx, f, off, p, u, key, false)
+}
+
+// resolveURL is the Hub's download URL of f, pinned to its commit, each path
+// segment escaped (spaces, unicode, '#', '?').
+func (s *Source) resolveURL(f fetch.File) (*url.URL, error) {
+	segs := strings.Split(f.Path, "/")
+	for i, seg := range segs {
+		segs[i] = url.PathEscape(seg)
+	}
+	u, err := s.url("/"+s.repoPath+"/resolve/"+url.PathEscape(f.Version)+"/"+strings.Join(segs, "/"), "")
+	if err != nil {
+		return nil, fetch.Permanent(fmt.Errorf("file %q of repo %s: %w", f.Path, s.repo, err))
+	}
+	return u, nil
+}
+
+// readFrom GETs the range from u (following redirects), remembers where the
+// bytes came from if that was a CDN, and checks the answer strictly.
+func (s *Source) readFrom(ctx context.Context, f fetch.File, off int64, p []byte, u *url.URL, key cdnKey, cached bool) error {
+	last := off + int64(len(p)) - 1
+	ri := reqInfo{op: fmt.Sprintf("GET resolve %s@%s %s bytes=%d-%d", s.repo, f.Version, f.Path, off, last),
+		commit: f.Version, path: f.Path}
+	if cached {
+		ri.op = fmt.Sprintf("GET %s bytes=%d-%d", redact(u), off, last)
+	}
+	resp, err := s.get(ctx, u, fmt.Sprintf("bytes=%d-%d", off, last), ri.op, true)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	final := resp.Request.URL
+	fromCDN := !s.isHub(final)
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
+		if fromCDN && !cached {
+			s.rememberCDN(key, final)
+		}
+		return s.readBody(resp, f, off, p, ri)
+	}
+	if fromCDN && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+		st := &fetch.StatusError{Op: ri.op, Status: resp.StatusCode}
+		if cached {
+			return newErr(errCDNRefused, st, "%s: the CDN refused the cached signed URL", s.where(ri))
+		}
+		// A URL signed a moment ago was refused (clock skew, a CDN node
+		// out of sync): retryable, since the next attempt signs anew.
+		return newErr(ErrAccessDenied, st, "%s: the CDN %s refused a freshly signed URL", s.where(ri), final.Host)
+	}
+	return s.statusError(resp, ri)
+}
+
+// readBody checks that a 2xx answer is exactly the requested range of this
+// file and reads it into p. Any mismatch is ErrBadResponse (retryable).
+func (s *Source) readBody(resp *http.Response, f fetch.File, off int64, p []byte, ri reqInfo) error {
+	n := int64(len(p))
+	last := off + n - 1
+	bad := func(format string, args ...any) error {
+		return newErr(ErrBadResponse, nil, "%s: %s from %s", s.where(ri), fmt.Sprintf(format, args...), redact(resp.Request.URL))
+	}
+	switch resp.StatusCode {
+	case http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		a, b, total, ok := parseContentRange(cr)
+		if !ok || a != off || b != last || total != f.Size {
+			return bad("asked for bytes %d-%d/%d, got Content-Range %q", off, last, f.Size, cr)
+		}
+	case http.StatusOK:
+		// A whole-file answer is the right bytes only when the whole file
+		// was asked for.
+		if off != 0 || n != f.Size {
+			return bad("asked for bytes %d-%d of %d, got the whole file (Range ignored)", off, last, f.Size)
+		}
+	}
+	if resp.ContentLength >= 0 && resp.ContentLength != n {
+		return bad("asked for %d bytes, Content-Length is %d", n, resp.ContentLength)
+	}
+	got, err := io.ReadFull(resp.Body, p)
+	if err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			return bad("short body: %d of %d bytes", got, n)
+		}
+		return fmt.Errorf("%s: reading the body after %d of %d bytes: %w", s.where(ri), got, n, err)
+	}
+	return nil
+}
+
+// parseContentRange parses exactly "bytes a-b/total" (digits only, a <= b < total).
+func parseContentRange(v string) (a, b, total int64, ok bool) {
+	rest, found := strings.CutPrefix(v, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	as, bs, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var ok1, ok2, ok3 bool
+	a, ok1 = parseDigits(as)
+	b, ok2 = parseDigits(bs)
+	total, ok3 = parseDigits(tot)
+	if !ok1 || !ok2 || !ok3 || a > b || b >= total {
+		return 0, 0, 0, false
+	}
+	return a, b, total, true
+}
+
+// parseDigits is strconv.ParseInt without the signs and spaces it would let
+// through a header.
+func parseDigits(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+func (s *Source) cachedCDN(k cdnKey) *url.URL {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cdn[k]
+}
+
+func (s *Source) rememberCDN(k cdnKey, u *url.URL) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cdn[k] = u
+}
+
+// forgetCDN drops u unless another reader has already replaced it with a
+// fresh URL.
+func (s *Source) forgetCDN(k cdnKey, u *url.URL) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cdn[k] == u {
+		delete(s.cdn, k)
+	}
+}
