@@ -69,6 +69,7 @@ type Object struct {
 	lastAccess time.Time        // GUARDED_BY(mu)
 	ra         readaheadState   // GUARDED_BY(mu)
 	waiters    map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
+	closed     bool             // GUARDED_BY(mu); the cache was closed
 }
 
 // call is one in-flight chunk fetch that any number of readers may wait on.
@@ -141,7 +142,12 @@ func (o *Object) loadLog() {
 }
 
 func (o *Object) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+	o.dataMu.Lock() // wait for readers and the verifier to let go of the file
 	o.data.Close()
+	o.dataMu.Unlock()
 	o.logMu.Lock()
 	o.logf.Close()
 	o.logMu.Unlock()

@@ -63,8 +63,12 @@ func (o *Object) verify() {
 	}
 	o.dataMu.RLock()
 	o.mu.Lock()
-	gen := o.gen
+	gen, closed := o.gen, o.closed
 	o.mu.Unlock()
+	if closed {
+		o.dataMu.RUnlock()
+		return
+	}
 	got, err := Digest(want.Algo, io.NewSectionReader(o.data, 0, o.file.Size), o.file.Size)
 	o.dataMu.RUnlock()
 	if err != nil {

@@ -1,0 +1,40 @@
+# weightfs — see README.md. Every target works on a fresh machine: `deps`
+# installs what is missing (Go modules, fuse3).
+GO      ?= go
+BIN     := bin/weightfs
+PKGS    := ./...
+export GOFLAGS := -buildvcs=false
+
+.PHONY: all build deps test test-unit test-integration demo bench vet clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/weightfs
+
+# fuse3 brings fusermount3 for non-root mounts; tests run as root and use
+# DirectMount, but the unmount path and users' machines need it.
+deps:
+	@command -v fusermount3 >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3) >/dev/null 2>&1 || echo "warning: could not install fuse3"; \
+	  else echo "warning: fusermount3 missing; install fuse3"; fi; }
+	$(GO) mod download
+
+vet:
+	$(GO) vet $(PKGS)
+
+# Unit tests, then the real-mount integration tests (root + /dev/fuse).
+test: deps build vet
+	$(GO) test -count=1 -timeout 15m $(PKGS)
+
+# The README's first command: Hub emulator + generated ~1 GiB model, mount,
+# list, first tensor, full read, sha256 of every file, unmount.
+demo: deps build
+	$(GO) run ./integration/cmd/demo -bin $(BIN)
+
+# Benchmarks (not part of test): writes BENCHMARKS.md.
+bench: deps build
+	$(GO) run ./integration/cmd/bench -bin $(BIN)
+
+clean:
+	rm -rf bin
