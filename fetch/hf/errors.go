@@ -113,8 +113,12 @@ func (s *Source) statusError(resp *http.Response, ri reqInfo) error {
 		if !fromHub {
 			by = resp.Request.URL.Host
 		}
+		hint := ""
+		if after > 0 {
+			hint = fmt.Sprintf("; the server asks to wait %s", after)
+		}
 		return &fetch.RetryAfterError{After: after,
-			Err: newErr(ErrRateLimited, st, "%s: rate limited by %s; retry after %s", s.where(ri), by, after)}
+			Err: newErr(ErrRateLimited, st, "%s: rate limited by %s%s", s.where(ri), by, hint)}
 	case resp.StatusCode == http.StatusRequestedRangeNotSatisfiable:
 		// The listing said the range exists; the origin says it does not.
 		return fetch.Permanent(newErr(fetch.ErrChanged, st,
@@ -124,7 +128,7 @@ func (s *Source) statusError(resp *http.Response, ri reqInfo) error {
 			"%s: access denied (%s): set the %s secret to a token that can read the repo",
 			s.where(ri), s.tokenClause(), s.secret))
 	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
-		return newErr(nil, st, "%s: the server failed, will retry", s.where(ri))
+		return newErr(nil, st, "%s: the server failed (transient)", s.where(ri))
 	case resp.StatusCode >= 400 && resp.StatusCode < 500:
 		return fetch.Permanent(newErr(nil, st, "%s: refused by %s", s.where(ri), redact(resp.Request.URL)))
 	default:
