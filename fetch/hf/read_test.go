@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -436,5 +438,30 @@ func TestReadConcurrentChunks(t *testing.T) {
 		if a != "" {
 			t.Fatalf("CDN received Authorization %q", a)
 		}
+	}
+}
+
+// The default client must speak HTTP/1.1 even to a server offering HTTP/2:
+// per-connection-limited CDNs reward one TCP stream per range.
+func TestDefaultClientUsesHTTP1(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c := NewHTTPClient()
+	tr := c.Transport.(*http.Transport)
+	tr.TLSClientConfig = srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	if !tr.DisableCompression || tr.MaxIdleConnsPerHost != 128 || c.Timeout != 0 {
+		t.Errorf("transport tuning lost: %+v", tr)
+	}
+	resp, err := c.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if body, _ := io.ReadAll(resp.Body); string(body) != "HTTP/1.1" {
+		t.Errorf("server saw %q, want HTTP/1.1", body)
 	}
 }
