@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weightfs/weightfs/fetch"
@@ -42,7 +43,16 @@ type Options struct {
 	// FetchTimeout bounds one chunk fetch including its retries, so a waiter
 	// is always released; default 2 minutes.
 	FetchTimeout time.Duration
-	Logger       *slog.Logger
+	// MaxWorkers bounds background chunk fetches (readahead and prefetch)
+	// in flight; each is split into ChunkSize/RangeSize ranged reads, so the
+	// default 16 keeps up to 64 ranges in flight, what a 10 Gbit link to a
+	// per-connection-capped CDN needs.
+	MaxWorkers int
+	// ReadaheadMin and ReadaheadMax bound a sequential stream's readahead
+	// window; it starts at min and doubles per forward read. Defaults 16 MiB
+	// and 256 MiB. ReadaheadMax < 0 disables readahead.
+	ReadaheadMin, ReadaheadMax int64
+	Logger                     *slog.Logger
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
 }
@@ -70,9 +80,12 @@ func (NopEvents) Verified(string, bool)                {}
 
 // Cache is the set of cached objects under one directory.
 type Cache struct {
-	opts Options
-	log  *slog.Logger
-	mem  *memTier
+	opts  Options
+	log   *slog.Logger
+	mem   *memTier
+	sched *sched
+
+	fetchedBytes atomic.Int64 // bytes fetched from origins, for adaptation
 
 	mu      sync.Mutex
 	objects map[string]*Object // GUARDED_BY(mu), by object key
@@ -98,6 +111,15 @@ func Open(o Options) (*Cache, error) {
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Minute
 	}
+	if o.MaxWorkers <= 0 {
+		o.MaxWorkers = 16
+	}
+	if o.ReadaheadMin <= 0 {
+		o.ReadaheadMin = 16 << 20
+	}
+	if o.ReadaheadMax == 0 {
+		o.ReadaheadMax = 256 << 20
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -113,11 +135,14 @@ func Open(o Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}, nil
+	c := &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}
+	c.sched = newSched(c)
+	return c, nil
 }
 
 // Close releases open files and the memory tier.
 func (c *Cache) Close() error {
+	c.sched.stop()
 	c.mu.Lock()
 	objs := c.objects
 	c.objects = map[string]*Object{}

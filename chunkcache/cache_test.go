@@ -16,7 +16,8 @@ const testChunk = 64 << 10
 
 func newTestCache(t *testing.T, dir string) *Cache {
 	t.Helper()
-	c, err := Open(Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, FetchTimeout: 5 * time.Second})
+	// Readahead off: these tests count origin reads exactly.
+	c, err := Open(Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, FetchTimeout: 5 * time.Second, ReadaheadMax: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestRestartServesCachedChunksWithoutOrigin(t *testing.T) {
 	dir := t.TempDir()
 	src := newFakeSource()
 	f := src.add("x.bin", 3*testChunk, 4)
-	c1, _ := Open(Options{Dir: dir, ChunkSize: testChunk})
+	c1, _ := Open(Options{Dir: dir, ChunkSize: testChunk, ReadaheadMax: -1})
 	o1, _ := c1.Object("test", f, src)
 	p := make([]byte, testChunk)
 	if _, err := o1.ReadAt(context.Background(), p, testChunk); err != nil {

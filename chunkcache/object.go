@@ -230,12 +230,19 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, dst []byt
 			o.c.opts.Events.Miss()
 		}
 		start := time.Now()
+		if demand {
+			o.c.sched.waiting.Add(1)
+		}
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
+			if demand {
+				o.c.sched.waiting.Add(-1)
+			}
 			return fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
 		}
 		if demand {
+			o.c.sched.waiting.Add(-1)
 			o.c.opts.Events.Waited(time.Since(start))
 		}
 		if cl.err != nil {
@@ -284,6 +291,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 	err := o.fetchRanges(ctx, cOff, buf)
 	if err == nil {
 		o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
+		o.c.fetchedBytes.Add(cLen)
 		cl.buf = buf
 		o.store(idx, gen, buf)
 	} else {

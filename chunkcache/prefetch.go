@@ -1,0 +1,277 @@
+package chunkcache
+
+import (
+	"context"
+	"encoding/json"
+	"path"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Prefetcher streams every file of the mount into the cache in the order
+// loaders want it:
+//
+//  1. small files (configs, tokenizers, index JSON) and the first chunk of
+//     every safetensors file (its header);
+//  2. tensor data in the loaders' order: tensors sorted by name in natural
+//     order across the shards of a weight_map (what transformers does),
+//     file by file otherwise;
+//  3. anything left, in file order.
+//
+// It runs on the cache's background workers, behind readahead, and pauses
+// while a reader waits on the network.
+type Prefetcher struct {
+	c       *Cache
+	objs    []*Object
+	total   int64
+	started time.Time
+	done    atomic.Bool
+	planned atomic.Int64 // jobs handed to workers
+}
+
+// Progress is a snapshot of background streaming.
+type Progress struct {
+	TotalBytes  int64   `json:"total_bytes"`
+	CachedBytes int64   `json:"cached_bytes"`
+	Files       int     `json:"files"`
+	FilesDone   int     `json:"files_done"` // complete and verified
+	Failed      int     `json:"files_failed"`
+	Complete    bool    `json:"complete"`
+	Seconds     float64 `json:"seconds"`
+}
+
+// StartPrefetch plans and starts streaming objs. It returns at once.
+func (c *Cache) StartPrefetch(ctx context.Context, objs []*Object) *Prefetcher {
+	p := &Prefetcher{c: c, objs: objs, started: time.Now()}
+	for _, o := range objs {
+		p.total += o.file.Size
+	}
+	ch := make(chan job)
+	c.sched.planMu.Lock()
+	c.sched.planCh = ch
+	c.sched.planMu.Unlock()
+	go p.produce(ctx, ch)
+	go c.sched.adapt(ctx)
+	return p
+}
+
+// Progress reports how much of the model is cached.
+func (p *Prefetcher) Progress() Progress {
+	pr := Progress{TotalBytes: p.total, Files: len(p.objs), Seconds: time.Since(p.started).Seconds()}
+	for _, o := range p.objs {
+		st := o.Stats()
+		pr.CachedBytes += st.CachedBytes
+		if o.Done() {
+			pr.FilesDone++
+		}
+		if o.Failed() {
+			pr.Failed++
+		}
+	}
+	pr.Complete = pr.FilesDone == pr.Files
+	return pr
+}
+
+// send hands one job to a worker, first following any reader hint.
+func (p *Prefetcher) send(ctx context.Context, ch chan job, j job) bool {
+	if o, idx := p.c.sched.takeHint(); o != nil {
+		// Continue where the reader is, a bounded stretch ahead.
+		for k := idx; k < min(o.nchunks, idx+32); k++ {
+			if !o.Present(k) && !p.sendOne(ctx, ch, job{o, k}) {
+				return false
+			}
+		}
+	}
+	if j.o.Present(j.idx) {
+		return true
+	}
+	return p.sendOne(ctx, ch, j)
+}
+
+func (p *Prefetcher) sendOne(ctx context.Context, ch chan job, j job) bool {
+	select {
+	case ch <- j:
+		p.planned.Add(1)
+		return true
+	case <-ctx.Done():
+		return false
+	case <-p.c.sched.quit:
+		return false
+	}
+}
+
+func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
+	defer close(ch)
+	var small, st, rest []*Object
+	for _, o := range p.objs {
+		switch {
+		case strings.HasSuffix(o.file.Path, ".safetensors"):
+			st = append(st, o)
+		case o.file.Size <= 4*p.c.opts.ChunkSize:
+			small = append(small, o)
+		default:
+			rest = append(rest, o)
+		}
+	}
+	sort.SliceStable(small, func(i, j int) bool { return small[i].file.Size < small[j].file.Size })
+	sort.SliceStable(st, func(i, j int) bool { return naturalLess(st[i].file.Path, st[j].file.Path) })
+	// Phase 1: small files and safetensors headers.
+	for _, o := range small {
+		for k := 0; k < o.nchunks; k++ {
+			if !p.send(ctx, ch, job{o, k}) {
+				return
+			}
+		}
+	}
+	for _, o := range st {
+		if o.nchunks > 0 && !p.send(ctx, ch, job{o, 0}) {
+			return
+		}
+	}
+	// Phase 2: tensor data in loader order.
+	for _, j := range p.tensorOrder(ctx, st) {
+		if !p.send(ctx, ch, j) {
+			return
+		}
+	}
+	// Phase 3: everything else.
+	for _, o := range append(st, rest...) {
+		for k := 0; k < o.nchunks; k++ {
+			if !p.send(ctx, ch, job{o, k}) {
+				return
+			}
+		}
+	}
+}
+
+// tensorOrder lists the chunks of the safetensors files in the order their
+// tensors are loaded. Headers come from the cache (phase 1 fetched them).
+func (p *Prefetcher) tensorOrder(ctx context.Context, st []*Object) []job {
+	type span struct {
+		o *Object
+		tensorSpan
+	}
+	// Group shards by folder: a weight_map index applies to its folder.
+	groups := map[string][]*Object{}
+	var dirs []string
+	for _, o := range st {
+		d := path.Dir(o.file.Path)
+		if _, ok := groups[d]; !ok {
+			dirs = append(dirs, d)
+		}
+		groups[d] = append(groups[d], o)
+	}
+	var out []job
+	seen := map[job]bool{}
+	for _, d := range dirs {
+		shards := groups[d]
+		indexed := p.hasIndex(ctx, d, shards)
+		var spans []span
+		for _, o := range shards {
+			hctx, cancel := context.WithTimeout(ctx, p.c.opts.FetchTimeout)
+			ts, err := readSpans(hctx, o)
+			cancel()
+			if err != nil {
+				p.c.log.Debug("prefetch: no header order", "file", o.file.Path, "err", err)
+				continue
+			}
+			if !indexed {
+				// Without an index loaders go file by file.
+				sortSpansNatural(ts)
+				for _, t := range ts {
+					spans = append(spans, span{o, t})
+				}
+				continue
+			}
+			for _, t := range ts {
+				spans = append(spans, span{o, t})
+			}
+		}
+		if indexed {
+			sort.SliceStable(spans, func(i, j int) bool { return naturalLess(spans[i].Name, spans[j].Name) })
+		}
+		cs := p.c.opts.ChunkSize
+		for _, s := range spans {
+			if s.End <= s.Begin {
+				continue
+			}
+			for k := int(s.Begin / cs); k <= int((s.End-1)/cs); k++ {
+				j := job{s.o, k}
+				if !seen[j] {
+					seen[j] = true
+					out = append(out, j)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// hasIndex reports whether folder d has a *.safetensors.index.json whose
+// weight_map names these shards.
+func (p *Prefetcher) hasIndex(ctx context.Context, d string, shards []*Object) bool {
+	if len(shards) < 2 {
+		return false
+	}
+	for _, o := range p.objs {
+		if path.Dir(o.file.Path) != d || !strings.HasSuffix(o.file.Path, ".safetensors.index.json") || o.file.Size > 64<<20 {
+			continue
+		}
+		b := make([]byte, o.file.Size)
+		ictx, cancel := context.WithTimeout(ctx, p.c.opts.FetchTimeout)
+		_, err := o.ReadAt(ictx, b, 0)
+		cancel()
+		if err != nil {
+			continue
+		}
+		var idx struct {
+			WeightMap map[string]string `json:"weight_map"`
+		}
+		if json.Unmarshal(b, &idx) == nil && len(idx.WeightMap) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// adapt tunes how many plan workers run: more while throughput grows,
+// fewer when adding them made it worse (a slow link gains nothing from
+// more connections but latency for readers).
+func (s *sched) adapt(ctx context.Context) {
+	maxW := int32(s.c.opts.MaxWorkers)
+	minW := max(maxW/4, 1)
+	s.target.Store(max(maxW/2, minW))
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := s.c.fetchedBytes.Load()
+	var lastRate float64
+	grew := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		now := s.c.fetchedBytes.Load()
+		rate := float64(now - last)
+		last = now
+		cur := s.target.Load()
+		switch {
+		case rate == 0:
+			// Idle (done, paused or offline): nothing to learn.
+		case grew && rate < lastRate*0.9 && cur > minW:
+			s.target.Store(cur - 1)
+			grew = false
+		case rate >= lastRate*1.05 && cur < maxW:
+			s.target.Store(min(cur+2, maxW))
+			grew = true
+		default:
+			grew = false
+		}
+		lastRate = rate
+	}
+}
