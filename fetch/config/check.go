@@ -106,7 +106,10 @@ func (v *validator) entry(i int, raw *yaml.Node) {
 		n := deref(f.val)
 		msg := "must be true or false, got " + describe(n)
 		if b, ok := boolish(n); ok {
-			msg += fmt.Sprintf(": write use_volume: %t (no quotes)", b)
+			msg += fmt.Sprintf(": write use_volume: %t", b)
+			if isString(n) {
+				msg += " (no quotes)"
+			}
 		}
 		c.problem("use_volume", n.Line, "%s", msg)
 	}
