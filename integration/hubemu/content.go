@@ -214,8 +214,11 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, id string, f
 		if _, err := fd.Seek(start, io.SeekStart); err != nil {
 			return
 		}
+		// Count before sending so a client that has read the whole body
+		// sees it counted; take back what did not go out.
+		s.bytesServed.Add(n)
 		written, _ := io.Copy(w, io.LimitReader(fd, n))
-		s.bytesServed.Add(written)
+		s.bytesServed.Add(written - n)
 		return
 	}
 	bufp := chunkPool.Get().(*[]byte)
@@ -234,8 +237,9 @@ func (s *Server) serveBytes(w http.ResponseWriter, r *http.Request, id string, f
 		if corrupt {
 			corruptChunk(buf, off, off == start)
 		}
+		s.bytesServed.Add(int64(m))
 		wn, err := w.Write(buf)
-		s.bytesServed.Add(int64(wn))
+		s.bytesServed.Add(int64(wn - m))
 		if err != nil {
 			return
 		}

@@ -58,6 +58,7 @@ type file struct {
 	sha256   string // hex; LFS files only
 	blobID   string // git blob sha1 of what git stores: content, or the LFS pointer
 	ptrSize  int64  // LFS pointer file size
+	mtime    int64  // unix ns, for the hash cache
 }
 
 // repo is a Repo after AddRepo: hashed, indexed and immutable.
@@ -118,9 +119,38 @@ func hashFile(f *file) error {
 	return nil
 }
 
+// hashCache remembers the hashes of files already seen (by path, size and
+// mtime), so serving one directory as several repos hashes it once.
+type hashCache struct {
+	mu sync.Mutex
+	m  map[hashKey]file // GUARDED_BY(mu)
+}
+
+type hashKey struct {
+	path  string
+	size  int64
+	mtime int64
+}
+
+func (c *hashCache) get(k hashKey) (file, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.m[k]
+	return f, ok
+}
+
+func (c *hashCache) put(k hashKey, f file) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[hashKey]file{}
+	}
+	c.m[k] = f
+}
+
 // loadRepo walks and hashes a Repo. Files are hashed in parallel (one worker
 // per CPU) because sha256 of a multi-GiB model dominates AddRepo.
-func loadRepo(r Repo) (*repo, error) {
+func loadRepo(r Repo, cache *hashCache) (*repo, error) {
 	if strings.Count(r.ID, "/") != 1 || strings.HasPrefix(r.ID, "/") || strings.HasSuffix(r.ID, "/") {
 		return nil, fmt.Errorf("hubemu: repo id %q: want org/name", r.ID)
 	}
@@ -150,7 +180,7 @@ func loadRepo(r Repo) (*repo, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
-		files = append(files, &file{path: rel, diskPath: p, size: st.Size(), lfs: IsLFS(rel, st.Size())})
+		files = append(files, &file{path: rel, diskPath: p, size: st.Size(), lfs: IsLFS(rel, st.Size()), mtime: st.ModTime().UnixNano()})
 		return nil
 	})
 	if err != nil {
@@ -158,7 +188,7 @@ func loadRepo(r Repo) (*repo, error) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
 
-	if err := hashAll(files); err != nil {
+	if err := hashAll(files, cache); err != nil {
 		return nil, fmt.Errorf("hubemu: repo %s: %w", r.ID, err)
 	}
 
@@ -195,7 +225,7 @@ func loadRepo(r Repo) (*repo, error) {
 	return rp, nil
 }
 
-func hashAll(files []*file) error {
+func hashAll(files []*file, cache *hashCache) error {
 	work := make(chan *file)
 	errs := make(chan error, len(files))
 	var wg sync.WaitGroup
@@ -204,7 +234,16 @@ func hashAll(files []*file) error {
 		go func() {
 			defer wg.Done()
 			for f := range work {
-				errs <- hashFile(f)
+				k := hashKey{f.diskPath, f.size, f.mtime}
+				if c, ok := cache.get(k); ok && c.lfs == f.lfs {
+					f.sha256, f.blobID, f.ptrSize = c.sha256, c.blobID, c.ptrSize
+					continue
+				}
+				err := hashFile(f)
+				if err == nil {
+					cache.put(k, *f)
+				}
+				errs <- err
 			}
 		}()
 	}

@@ -49,6 +49,7 @@ type Server struct {
 	hub     *http.Server
 	cdn     *http.Server
 	secret  []byte // signs CDN URLs
+	hashes  hashCache
 
 	mu     sync.RWMutex
 	repos  map[string]*repo       // GUARDED_BY(mu)
@@ -141,7 +142,7 @@ func (s *Server) Close() {
 // of the same ID. Hashing streams each file once (sha256 for LFS files, git
 // blob sha1 for the rest), in parallel across files.
 func (s *Server) AddRepo(r Repo) error {
-	rp, err := loadRepo(r)
+	rp, err := loadRepo(r, &s.hashes)
 	if err != nil {
 		return err
 	}
