@@ -1,0 +1,360 @@
+// Package s3src lists and reads model_cache entries of kind s3
+// (repo_id s3://bucket/prefix) on Amazon S3 or an S3-compatible store. It
+// owns finding S3 credentials (secret, data/s3_credentials.json, default AWS
+// chain), the bucket's region, the paginated listing and ranged GETs pinned
+// to the listed ETag with If-Match, so bytes of two versions of an object are
+// never mixed.
+//
+// It must not cache bytes (chunkcache does that), must not retry reads on its
+// own (fetch.Retrying does; the SDK's retryer is disabled), and must never put
+// a key, a token or a signature into an error or a log line.
+package s3src
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/config"
+)
+
+// fallbackRegion is used when nothing names the region and the store does
+// not say (S3-compatible stores mostly ignore it).
+const fallbackRegion = "us-east-1"
+
+// defaultPageSize is ListObjectsV2's own maximum.
+const defaultPageSize = 1000
+
+// Options configure a Source. Every field has a usable zero value.
+type Options struct {
+	// Credentials are static keys; nil: the default AWS credential chain
+	// (environment, shared profile, web identity, ECS/EC2 roles), and
+	// anonymous requests when that chain finds nothing.
+	Credentials *Credentials
+	// Region: AWS_REGION / AWS_DEFAULT_REGION. Default "": the region of the
+	// Credentials, else the shared profile's, else asked of the bucket, else
+	// us-east-1. A Credentials.Region wins over this.
+	Region string
+	// Endpoint of an S3-compatible store (AWS_ENDPOINT_URL_S3, then
+	// AWS_ENDPOINT_URL); default "" (AWS). When set, addressing is path-style.
+	Endpoint string
+	// EndpointFrom names the variable Endpoint came from, for messages.
+	EndpointFrom string
+	// SecretName is the entry's runtime_secret_name, for hints; default hf_access_token.
+	SecretName string
+	// DataDir is where s3_credentials.json is looked for, for hints; default "data".
+	DataDir    string
+	HTTPClient *http.Client      // default: NewHTTPClient()
+	Logger     *slog.Logger      // default: discard
+	Retry      fetch.RetryPolicy // List's retries; zero: fetch.DefaultRetryPolicy
+	PageSize   int32             // keys per ListObjectsV2 page; default 1000 (tests page smaller)
+	// ChecksumLookups bounds the parallel HeadObject calls List makes to
+	// fetch full-object SHA-256 checksums; default 8.
+	ChecksumLookups int
+}
+
+// Getenv-driven settings, in priority order.
+var (
+	endpointVars = []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"}
+	regionVars   = []string{"AWS_REGION", "AWS_DEFAULT_REGION"}
+)
+
+// OptionsFromEnv gathers what the contract says an S3 entry uses: static
+// credentials from the entry's secret or <dataDir>/s3_credentials.json (see
+// FindCredentials), the region from AWS_REGION / AWS_DEFAULT_REGION, and an
+// S3-compatible endpoint from AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, all read
+// through getenv (nil: os.Getenv via secrets). The default AWS chain, when it
+// is used, reads the process environment itself.
+func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, getenv func(string) string) (Options, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	o := Options{SecretName: e.SecretName, DataDir: dataDir}
+	creds, err := FindCredentials(secrets, e.SecretName, dataDir)
+	if err != nil {
+		return o, fmt.Errorf("%s: %w", e.Name(), err)
+	}
+	o.Credentials = creds
+	for _, k := range regionVars {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			if !regionRE.MatchString(v) {
+				return o, fmt.Errorf("%s: %s is not an AWS region name (like us-east-1)", e.Name(), k)
+			}
+			o.Region = v
+			break
+		}
+	}
+	for _, k := range endpointVars {
+		if v := strings.TrimSpace(getenv(k)); v != "" {
+			if _, err := parseEndpoint(v); err != nil {
+				return o, fmt.Errorf("%s: %s: %w", e.Name(), k, err)
+			}
+			o.Endpoint, o.EndpointFrom = v, k
+			break
+		}
+	}
+	return o, nil
+}
+
+// Source serves one s3 entry. It is safe for concurrent use.
+type Source struct {
+	entry  config.Entry
+	bucket string
+	prefix string // "" or ending in '/'
+	opts   Options
+	log    *slog.Logger
+	retry  fetch.RetryPolicy
+
+	// init is a one-slot semaphore around building the client, so that
+	// callers waiting for the first caller's region lookup still honour
+	// their own ctx. ready is set once, under init, and never changes.
+	init  chan struct{}
+	ready atomic.Pointer[clientState]
+}
+
+// clientState is the client and the facts behind it, for messages.
+type clientState struct {
+	c      *s3.Client
+	region string
+	regSrc string // where region came from
+	from   string // the credential source
+}
+
+var _ fetch.Source = (*Source)(nil)
+
+// New returns a Source for e. Nothing is contacted until List or ReadRange.
+func New(e config.Entry, o Options) *Source {
+	s := &Source{entry: e, bucket: e.Bucket(), prefix: e.Prefix(), opts: o, log: o.Logger, retry: o.Retry,
+		init: make(chan struct{}, 1)}
+	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
+		// A prefix names a folder: "models/llama" must not also serve
+		// "models/llama2/...".
+		s.prefix += "/"
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("repo", e.RepoID)
+	if s.retry.OnRetry == nil {
+		s.retry.OnRetry = func(err error) { s.log.Warn("S3 request failed, retrying", "err", err) }
+	}
+	if s.opts.HTTPClient == nil {
+		s.opts.HTTPClient = NewHTTPClient()
+	}
+	if s.opts.PageSize <= 0 || s.opts.PageSize > defaultPageSize {
+		s.opts.PageSize = defaultPageSize
+	}
+	if s.opts.ChecksumLookups <= 0 {
+		s.opts.ChecksumLookups = 8
+	}
+	return s
+}
+
+// NewHTTPClient returns the client used when Options.HTTPClient is nil,
+// tuned for many parallel ranged GETs of large immutable objects.
+func NewHTTPClient() *http.Client {
+	protos := new(http.Protocols)
+	// HTTP/1.1 only: S3 limits throughput per connection, so many TCP
+	// connections beat streams multiplexed on one.
+	protos.SetHTTP1(true)
+	t := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Protocols:             protos,
+		MaxIdleConns:          0,   // no global cap; per-host cap below
+		MaxIdleConnsPerHost:   128, // keep a whole wave of parallel ranges warm
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // offsets are into the stored bytes
+	}
+	// No Client.Timeout: every call carries its own ctx deadline.
+	return &http.Client{Transport: t}
+}
+
+// getClient returns the S3 client, building it on first use: credentials,
+// then region (configured, else regionHint from a saved listing, else asked
+// of the bucket). A failed build is not remembered, so a transient failure
+// is retried by the next caller.
+func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, error) {
+	if st := s.ready.Load(); st != nil {
+		return st.c, nil
+	}
+	select {
+	case s.init <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
+	}
+	defer func() { <-s.init }()
+	if st := s.ready.Load(); st != nil {
+		return st.c, nil
+	}
+	var ep *url.URL
+	if s.opts.Endpoint != "" {
+		var err error
+		if ep, err = parseEndpoint(s.opts.Endpoint); err != nil {
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.entry.Name(), s.opts.EndpointFrom, err))
+		}
+	}
+	cfg, from, err := s.awsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	region, regSrc := s.opts.Region, "AWS_REGION"
+	switch {
+	case s.opts.Credentials != nil && s.opts.Credentials.Region != "":
+		region, regSrc = s.opts.Credentials.Region, s.opts.Credentials.From
+	case region != "":
+	case cfg.Region != "":
+		region, regSrc = cfg.Region, "the AWS shared config"
+	case regionHint != "":
+		region, regSrc = regionHint, "the saved listing"
+	}
+	mk := func(region string) *s3.Client {
+		return s3.NewFromConfig(cfg, func(o *s3.Options) {
+			o.Region = region
+			o.HTTPClient = s.opts.HTTPClient
+			o.Retryer = aws.NopRetryer{} // fetch.RetryPolicy decides
+			if ep != nil {
+				o.BaseEndpoint = aws.String(ep.String())
+				o.UsePathStyle = true
+			}
+			// Ranged GETs carry no whole-object checksum to validate;
+			// the chunk cache verifies complete files itself.
+			o.ResponseChecksumValidation = aws.ResponseChecksumValidationWhenRequired
+			o.RequestChecksumCalculation = aws.RequestChecksumCalculationWhenRequired
+			o.DisableLogOutputChecksumValidationSkipped = true
+		})
+	}
+	if region == "" {
+		if region, err = s.discoverRegion(ctx, mk(fallbackRegion)); err != nil {
+			return nil, err
+		}
+		regSrc = "the bucket's x-amz-bucket-region"
+		if region == "" {
+			region, regSrc = fallbackRegion, "the default"
+		}
+		s.log.Debug("S3 region", "region", region, "from", regSrc)
+	}
+	st := &clientState{c: mk(region), region: region, regSrc: regSrc, from: from}
+	s.ready.Store(st)
+	return st.c, nil
+}
+
+// awsConfig builds the SDK config and says where its credentials come from.
+func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
+	if c := s.opts.Credentials; c != nil {
+		p := credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+		return aws.Config{Credentials: aws.NewCredentialsCache(p), HTTPClient: s.opts.HTTPClient,
+			Retryer: func() aws.Retryer { return aws.NopRetryer{} }}, c.From, nil
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(s.opts.HTTPClient))
+	if err != nil {
+		// Errors here name a profile or a file, not a key.
+		return aws.Config{}, "", fetch.Permanent(&s3Error{
+			msg:   fmt.Sprintf("%s: loading the default AWS configuration: %v", s.entry.Name(), err),
+			kinds: []error{ErrBadCredentials}})
+	}
+	from := "the default AWS credential chain"
+	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
+		if ctx.Err() != nil {
+			return aws.Config{}, "", fmt.Errorf("%s: looking up AWS credentials: %w", s.entry.Name(), ctx.Err())
+		}
+		// Public buckets need none; a private one fails with a message
+		// that says no credentials were found.
+		s.log.Warn("no AWS credentials found: reading S3 anonymously", "reason", err)
+		cfg.Credentials = aws.AnonymousCredentials{}
+		from = "no credentials (the default AWS credential chain found none)"
+	}
+	return cfg, from, nil
+}
+
+// discoverRegion asks the bucket where it lives: S3 answers HeadBucket, even
+// a refused or misdirected one, with x-amz-bucket-region. "" means it did not
+// say (S3-compatible stores; a missing bucket, which List then reports).
+func (s *Source) discoverRegion(ctx context.Context, c *s3.Client) (string, error) {
+	out, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	if err == nil {
+		return aws.ToString(out.BucketRegion), nil
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) && re.Response != nil {
+		return re.Response.Header.Get("X-Amz-Bucket-Region"), nil
+	}
+	return "", s.classify(err, opInfo{op: "HeadBucket " + s.bucket, what: fmt.Sprintf("%s: finding the region of bucket %q", s.entry.Name(), s.bucket)})
+}
+
+// parseEndpoint accepts an http(s) URL with a host.
+func parseEndpoint(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimRight(raw, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, errors.New("endpoint is not an http(s) URL with a host")
+	}
+	u.User = nil
+	return u, nil
+}
+
+// Message helpers: they describe, never quote, credentials.
+
+func (s *Source) endpointName() string {
+	if s.opts.Endpoint == "" {
+		return "S3"
+	}
+	if u, err := parseEndpoint(s.opts.Endpoint); err == nil {
+		return u.Redacted()
+	}
+	return s.opts.EndpointFrom
+}
+
+func (s *Source) credFromName() string {
+	if st := s.ready.Load(); st != nil {
+		return st.from
+	}
+	if s.opts.Credentials != nil {
+		return s.opts.Credentials.From
+	}
+	return "the default AWS credential chain"
+}
+
+// region names the region in use and where it came from.
+func (s *Source) region() (region, from string) {
+	if st := s.ready.Load(); st != nil {
+		return st.region, st.regSrc
+	}
+	return fallbackRegion, "the default"
+}
+
+func (s *Source) secretName() string {
+	if s.opts.SecretName == "" {
+		return config.DefaultSecretName
+	}
+	return s.opts.SecretName
+}
+
+func (s *Source) dataDirName() string {
+	if s.opts.DataDir == "" {
+		return DefaultDataDir
+	}
+	return s.opts.DataDir
+}
+
+// where names an object for messages: `object "a/b.bin" of model_cache[0] (s3://bkt/p) at s3://bkt/p/a/b.bin`.
+func (s *Source) where(path string) string {
+	return fmt.Sprintf("object %q of %s (s3://%s/%s%s)", path, s.entry.Name(), s.bucket, s.prefix, path)
+}

@@ -1,0 +1,65 @@
+// Package sources turns a config entry into the fetch.Source that serves it,
+// choosing the origin by kind and finding its credentials. It is the only
+// place that knows every origin.
+package sources
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/hf"
+	"github.com/weightfs/weightfs/fetch/s3src"
+)
+
+// Env is what origins need from the process: where secrets live and how
+// to reach endpoints. Zero values take defaults.
+type Env struct {
+	Secrets config.Secrets
+	Getenv  func(string) string // default os.Getenv
+	Logger  *slog.Logger
+	// DataDir is the Truss data folder, where the older credential files
+	// live (s3_credentials.json, service_account.json); default "data"
+	// relative to the working directory (the CLI passes <config dir>/data).
+	DataDir string
+}
+
+func (e Env) getenv(k string) string {
+	if e.Getenv != nil {
+		return e.Getenv(k)
+	}
+	return os.Getenv(k)
+}
+
+// Origin names an entry's origin in keys and metrics, e.g. "hf:acme/llama".
+func Origin(e config.Entry) string { return e.Kind + ":" + e.RepoID }
+
+// Open returns the Source for e.
+func Open(e config.Entry, env Env) (fetch.Source, error) {
+	if env.Logger == nil {
+		env.Logger = slog.Default()
+	}
+	switch e.Kind {
+	case config.KindHF:
+		token, from, err := env.Secrets.HFToken(e.SecretName)
+		if err != nil {
+			return nil, fmt.Errorf("%s: reading the Hugging Face token: %w", e.Name(), err)
+		}
+		return hf.New(e, hf.Options{
+			Endpoint:  env.getenv("HF_ENDPOINT"),
+			Token:     token,
+			TokenFrom: from,
+			Logger:    env.Logger,
+		}), nil
+	case config.KindS3:
+		o, err := s3src.OptionsFromEnv(e, env.Secrets, env.DataDir, env.getenv)
+		if err != nil {
+			return nil, err
+		}
+		o.Logger = env.Logger
+		return s3src.New(e, o), nil
+	}
+	return nil, fmt.Errorf("%s: kind %q is not supported yet", e.Name(), e.Kind)
+}
