@@ -59,7 +59,7 @@ type Options struct {
 	SecretName string
 	// DataDir is where s3_credentials.json is looked for, for hints; default "data".
 	DataDir    string
-	HTTPClient *http.Client      // default: NewHTTPClient()
+	HTTPClient HTTPClient        // default: NewHTTPClient()
 	Logger     *slog.Logger      // default: discard
 	Retry      fetch.RetryPolicy // List's retries; zero: fetch.DefaultRetryPolicy
 	PageSize   int32             // keys per ListObjectsV2 page; default 1000 (tests page smaller)
@@ -165,27 +165,32 @@ func New(e config.Entry, o Options) *Source {
 	return s
 }
 
+// HTTPClient is what the SDK sends requests with (*http.Client fits).
+type HTTPClient interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
 // NewHTTPClient returns the client used when Options.HTTPClient is nil,
-// tuned for many parallel ranged GETs of large immutable objects.
-func NewHTTPClient() *http.Client {
-	protos := new(http.Protocols)
-	// HTTP/1.1 only: S3 limits throughput per connection, so many TCP
-	// connections beat streams multiplexed on one.
-	protos.SetHTTP1(true)
-	t := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		Protocols:             protos,
-		MaxIdleConns:          0,   // no global cap; per-host cap below
-		MaxIdleConnsPerHost:   128, // keep a whole wave of parallel ranges warm
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // offsets are into the stored bytes
-	}
-	// No Client.Timeout: every call carries its own ctx deadline.
-	return &http.Client{Transport: t}
+// tuned for many parallel ranged GETs of large immutable objects. It is the
+// SDK's buildable client, so AWS_CA_BUNDLE still applies.
+func NewHTTPClient() *awshttp.BuildableClient {
+	return awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second; d.KeepAlive = 30 * time.Second }).
+		WithTransportOptions(func(t *http.Transport) {
+			// HTTP/1.1 only: S3 limits throughput per connection, so many
+			// TCP connections beat streams multiplexed on one.
+			protos := new(http.Protocols)
+			protos.SetHTTP1(true)
+			t.Protocols = protos
+			t.ForceAttemptHTTP2 = false
+			t.MaxIdleConns = 0          // no global cap; per-host cap below
+			t.MaxIdleConnsPerHost = 128 // keep a whole wave of parallel ranges warm
+			t.IdleConnTimeout = 90 * time.Second
+			t.TLSHandshakeTimeout = 10 * time.Second
+			t.ResponseHeaderTimeout = 30 * time.Second
+			t.DisableCompression = true // offsets are into the stored bytes
+		})
+	// No client timeout: every call carries its own ctx deadline.
 }
 
 // getClient returns the S3 client, building it on first use: credentials,
@@ -258,18 +263,27 @@ func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, 
 }
 
 // awsConfig builds the SDK config and says where its credentials come from.
+// The shared config is loaded in both cases, for AWS_CA_BUNDLE and a
+// profile's region; static keys replace only the credential chain.
 func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
-	if c := s.opts.Credentials; c != nil {
-		p := credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
-		return aws.Config{Credentials: aws.NewCredentialsCache(p), HTTPClient: s.opts.HTTPClient,
-			Retryer: func() aws.Retryer { return aws.NopRetryer{} }}, c.From, nil
+	opts := []func(*awsconfig.LoadOptions) error{
+		awsconfig.WithHTTPClient(s.opts.HTTPClient),
+		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
 	}
-	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(s.opts.HTTPClient))
+	c := s.opts.Credentials
+	if c != nil {
+		opts = append(opts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(c.AccessKeyID, c.SecretAccessKey, c.SessionToken)))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		// Errors here name a profile or a file, not a key.
 		return aws.Config{}, "", fetch.Permanent(&s3Error{
-			msg:   fmt.Sprintf("%s: loading the default AWS configuration: %v", s.entry.Name(), err),
+			msg:   fmt.Sprintf("%s: loading the AWS configuration: %s", s.entry.Name(), s.redact(err.Error())),
 			kinds: []error{ErrBadCredentials}})
+	}
+	if c != nil {
+		return cfg, c.From, nil
 	}
 	from := "the default AWS credential chain"
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
