@@ -10,6 +10,7 @@ import (
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/gcssrc"
 	"github.com/weightfs/weightfs/fetch/hf"
 	"github.com/weightfs/weightfs/fetch/s3src"
 )
@@ -60,6 +61,13 @@ func Open(e config.Entry, env Env) (fetch.Source, error) {
 		}
 		o.Logger = env.Logger
 		return s3src.New(e, o), nil
+	case config.KindGCS:
+		o, err := gcssrc.OptionsFromEnv(e, env.Secrets, env.DataDir, env.getenv)
+		if err != nil {
+			return nil, err
+		}
+		o.Logger = env.Logger
+		return gcssrc.New(e, o), nil
 	}
 	return nil, fmt.Errorf("%s: kind %q is not supported yet", e.Name(), e.Kind)
 }

@@ -1,0 +1,301 @@
+// Package gcssrc lists and reads model_cache entries of kind gcs
+// (repo_id gs://bucket/prefix) on Google Cloud Storage or an emulator at
+// STORAGE_EMULATOR_HOST. It owns finding GCS credentials (service account
+// secret, data/service_account.json, Application Default Credentials,
+// anonymous), the paginated listing with generations and checksums, and
+// ranged reads pinned to the listed generation, so bytes of two versions of
+// an object are never mixed.
+//
+// It must not cache bytes (chunkcache does that), must not retry reads on its
+// own (fetch.Retrying does; the library's retries are switched off), and must
+// never put a key or a token into an error or a log line.
+package gcssrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"cloud.google.com/go/auth"
+	"cloud.google.com/go/auth/credentials"
+	"cloud.google.com/go/auth/httptransport"
+	"cloud.google.com/go/storage"
+	"google.golang.org/api/option"
+
+	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/config"
+)
+
+// EmulatorEnv names the emulator variable the storage library also honours.
+const EmulatorEnv = "STORAGE_EMULATOR_HOST"
+
+// defaultPageSize is the objects.list maximum.
+const defaultPageSize = 1000
+
+// Options configure a Source. Every field has a usable zero value.
+type Options struct {
+	// ServiceAccount is a key to authenticate with; nil: Application Default
+	// Credentials, else anonymous (public buckets).
+	ServiceAccount *ServiceAccount
+	// Anonymous skips the Application Default Credentials lookup when
+	// ServiceAccount is nil; default false.
+	Anonymous bool
+	// Emulator is STORAGE_EMULATOR_HOST ("host:port" or "http://host:port");
+	// default "" (GCS). When set, requests are unauthenticated and go to
+	// <emulator>/storage/v1/, reads through the JSON API.
+	Emulator string
+	// SecretName is the entry's runtime_secret_name, for hints; default hf_access_token.
+	SecretName string
+	// DataDir is where service_account.json is looked for, for hints; default "data".
+	DataDir string
+	// Transport is the base round tripper under authentication; default
+	// NewTransport().
+	Transport http.RoundTripper
+	Logger    *slog.Logger      // default: discard
+	Retry     fetch.RetryPolicy // List's retries; zero: fetch.DefaultRetryPolicy
+	PageSize  int               // objects per list page; default 1000 (tests page smaller)
+}
+
+// OptionsFromEnv gathers what the contract says a gcs entry uses: a service
+// account key from the entry's secret or <dataDir>/service_account.json (see
+// FindServiceAccount), and STORAGE_EMULATOR_HOST, read through getenv (nil:
+// os.Getenv).
+func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, getenv func(string) string) (Options, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	o := Options{SecretName: e.SecretName, DataDir: dataDir}
+	sa, err := FindServiceAccount(secrets, e.SecretName, dataDir)
+	if err != nil {
+		return o, fmt.Errorf("%s: %w", e.Name(), err)
+	}
+	o.ServiceAccount = sa
+	if v := strings.TrimSpace(getenv(EmulatorEnv)); v != "" {
+		if _, err := emulatorEndpoint(v); err != nil {
+			return o, fmt.Errorf("%s: %s: %w", e.Name(), EmulatorEnv, err)
+		}
+		o.Emulator = v
+	}
+	return o, nil
+}
+
+// Source serves one gcs entry. It is safe for concurrent use.
+type Source struct {
+	entry  config.Entry
+	bucket string
+	prefix string // "" or ending in '/'
+	opts   Options
+	log    *slog.Logger
+	retry  fetch.RetryPolicy
+
+	// init is a one-slot semaphore around building the client, so waiting
+	// callers still honour their own ctx. ready is set once, under init.
+	init  chan struct{}
+	ready atomic.Pointer[clientState]
+}
+
+type clientState struct {
+	c    *storage.Client
+	from string // the credential source, for messages
+}
+
+var _ fetch.Source = (*Source)(nil)
+
+// New returns a Source for e. Nothing is contacted until List or ReadRange.
+func New(e config.Entry, o Options) *Source {
+	s := &Source{entry: e, bucket: e.Bucket(), prefix: e.Prefix(), opts: o, log: o.Logger, retry: o.Retry,
+		init: make(chan struct{}, 1)}
+	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
+		s.prefix += "/" // a prefix names a folder, as in S3
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.log = s.log.With("repo", e.RepoID)
+	if s.retry.OnRetry == nil {
+		s.retry.OnRetry = func(err error) { s.log.Warn("GCS request failed, retrying", "err", err) }
+	}
+	if s.opts.Transport == nil {
+		s.opts.Transport = NewTransport()
+	}
+	if s.opts.PageSize <= 0 || s.opts.PageSize > defaultPageSize {
+		s.opts.PageSize = defaultPageSize
+	}
+	return s
+}
+
+// NewTransport returns the base transport used when Options.Transport is
+// nil, tuned for many parallel ranged GETs of large immutable objects.
+func NewTransport() *http.Transport {
+	protos := new(http.Protocols)
+	// HTTP/1.1 only: one TCP stream per range; GCS, like S3, gives more
+	// throughput to many connections than to streams multiplexed on one.
+	protos.SetHTTP1(true)
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		Protocols:             protos,
+		MaxIdleConns:          0,   // no global cap; per-host cap below
+		MaxIdleConnsPerHost:   128, // keep a whole wave of parallel ranges warm
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // offsets are into the stored bytes
+	}
+}
+
+// getClient builds the storage client on first use. A failed build is not
+// remembered, so a transient failure is retried by the next caller.
+func (s *Source) getClient(ctx context.Context) (*storage.Client, error) {
+	if st := s.ready.Load(); st != nil {
+		return st.c, nil
+	}
+	select {
+	case s.init <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
+	}
+	defer func() { <-s.init }()
+	if st := s.ready.Load(); st != nil {
+		return st.c, nil
+	}
+	hc, from, err := s.httpClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// Our client already authenticates; WithoutAuthentication stops the
+	// library from looking for credentials of its own.
+	opts := []option.ClientOption{option.WithHTTPClient(hc), option.WithoutAuthentication()}
+	if s.opts.Emulator != "" {
+		ep, err := emulatorEndpoint(s.opts.Emulator)
+		if err != nil {
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.entry.Name(), EmulatorEnv, err))
+		}
+		// JSON reads: emulators serve the JSON API on one host, while XML
+		// reads would need a public host name.
+		opts = append(opts, option.WithEndpoint(ep), storage.WithJSONReads())
+	}
+	c, err := storage.NewClient(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: creating the GCS client: %s", s.entry.Name(), s.redact(err.Error()))
+	}
+	c.SetRetry(storage.WithPolicy(storage.RetryNever)) // fetch.RetryPolicy decides
+	st := &clientState{c: c, from: from}
+	s.ready.Store(st)
+	return c, nil
+}
+
+// httpClient returns the authenticating HTTP client and names its
+// credential source: the service account, else ADC, else none.
+func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
+	plain := &http.Client{Transport: s.opts.Transport}
+	if s.opts.Emulator != "" {
+		return plain, "no credentials (emulator at " + s.opts.Emulator + ")", nil
+	}
+	scopes := []string{storage.ScopeReadOnly}
+	var creds *auth.Credentials
+	var from string
+	switch {
+	case s.opts.ServiceAccount != nil:
+		c, err := credentials.NewCredentialsFromJSON(credentials.ServiceAccount, s.opts.ServiceAccount.JSON,
+			&credentials.DetectOptions{Scopes: scopes})
+		if err != nil {
+			return nil, "", fetch.Permanent(&gcsError{kinds: []error{ErrBadCredentials},
+				msg: fmt.Sprintf("%s: %s: not a usable service account key: %s", s.entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error()))})
+		}
+		creds, from = c, s.opts.ServiceAccount.From
+	case s.opts.Anonymous:
+		return plain, "no credentials (anonymous)", nil
+	default:
+		// DetectDefault may probe the GCE metadata server and takes no ctx:
+		// wait for it only as long as ctx allows.
+		type result struct {
+			c   *auth.Credentials
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			c, err := credentials.DetectDefault(&credentials.DetectOptions{Scopes: scopes})
+			done <- result{c, err}
+		}()
+		var r result
+		select {
+		case r = <-done:
+		case <-ctx.Done():
+			return nil, "", fmt.Errorf("%s: looking for Application Default Credentials: %w", s.entry.Name(), ctx.Err())
+		}
+		if r.err != nil {
+			s.log.Warn("no Application Default Credentials: reading GCS anonymously", "reason", r.err)
+			return plain, "no credentials (no service account key and no Application Default Credentials were found)", nil
+		}
+		creds, from = r.c, "Application Default Credentials"
+	}
+	hc, err := httptransport.NewClient(&httptransport.Options{Credentials: creds, BaseRoundTripper: s.opts.Transport, DisableTelemetry: true})
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: building the GCS HTTP client with %s: %s", s.entry.Name(), from, s.redact(err.Error()))
+	}
+	return hc, from, nil
+}
+
+// emulatorEndpoint turns STORAGE_EMULATOR_HOST into the JSON API endpoint,
+// the way the storage library does.
+func emulatorEndpoint(host string) (string, error) {
+	raw := host
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", errors.New("not a host:port or an http(s) URL")
+	}
+	u.User, u.RawQuery, u.Fragment = nil, "", ""
+	u.Path = "/storage/v1/"
+	return u.String(), nil
+}
+
+// Message helpers: they describe, never quote, credentials.
+
+func (s *Source) endpointName() string {
+	if s.opts.Emulator != "" {
+		return "the GCS emulator at " + s.opts.Emulator
+	}
+	return "GCS"
+}
+
+func (s *Source) credFromName() string {
+	if st := s.ready.Load(); st != nil {
+		return st.from
+	}
+	if s.opts.ServiceAccount != nil {
+		return s.opts.ServiceAccount.From
+	}
+	return "Application Default Credentials"
+}
+
+func (s *Source) secretName() string {
+	if s.opts.SecretName == "" {
+		return config.DefaultSecretName
+	}
+	return s.opts.SecretName
+}
+
+func (s *Source) dataDirName() string {
+	if s.opts.DataDir == "" {
+		return DefaultDataDir
+	}
+	return s.opts.DataDir
+}
+
+// where names an object for messages.
+func (s *Source) where(path string) string {
+	return fmt.Sprintf("object %q of %s (gs://%s/%s%s)", path, s.entry.Name(), s.bucket, s.prefix, path)
+}
