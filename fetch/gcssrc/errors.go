@@ -54,7 +54,7 @@ func newErr(kinds []error, st *fetch.StatusError, format string, args ...any) er
 // opInfo describes a request for messages.
 type opInfo struct {
 	op   string // for StatusError.Op, e.g. "GET gs://b/k#123 bytes=0-9"
-	what string // the thing, e.g. `object "a/b" of model_cache[0] (gs://b/p)`
+	what string // the thing, e.g. `model_cache[0] (gs://b/p): object "a/b" at gs://b/p/a/b`
 	read bool   // a read of a listed generation: 404 means it changed
 }
 

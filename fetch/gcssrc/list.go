@@ -31,8 +31,10 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	resolved := time.Now().UTC()
 	var c *storage.Client
 	err := s.retry.Do(ctx, func(ctx context.Context) error {
-		var err error
-		c, err = s.getClient(ctx)
+		st, err := s.getClient(ctx)
+		if err == nil {
+			c = st.c
+		}
 		return err
 	})
 	if err != nil {
@@ -115,9 +117,9 @@ func checksumOf(o *storage.ObjectAttrs) fetch.Checksum {
 
 // ReadRange fills p with bytes [off, off+len(p)) of f at generation
 // f.Version: an object replaced since the listing fails with
-// fetch.ErrChanged (permanent) instead of mixing versions. Stored bytes are
-// read as stored (no decompressive transcoding), matching the listed size
-// and checksums. It does not retry.
+// fetch.ErrChanged (permanent) instead of mixing versions. Against GCS the
+// bytes are read as stored (no decompressive transcoding), matching the
+// listed size and checksums. It does not retry.
 func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
 	if len(p) == 0 {
 		return nil
@@ -130,13 +132,13 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 	if err != nil || gen <= 0 {
 		return fetch.Permanent(fmt.Errorf("%s: no generation recorded, so the read cannot be pinned; list the entry again", s.where(f.Path)))
 	}
-	c, err := s.getClient(ctx)
+	st, err := s.getClient(ctx)
 	if err != nil {
 		return err
 	}
 	key := s.prefix + f.Path
 	oi := opInfo{op: fmt.Sprintf("GET gs://%s/%s#%d bytes=%d-%d", s.bucket, key, gen, off, end-1), what: s.where(f.Path), read: true}
-	r, err := c.Bucket(s.bucket).Object(key).Generation(gen).ReadCompressed(true).NewRangeReader(ctx, off, int64(len(p)))
+	r, err := st.c.Bucket(s.bucket).Object(key).Generation(gen).ReadCompressed(st.compressed).NewRangeReader(ctx, off, int64(len(p)))
 	if err != nil {
 		return s.classify(err, oi)
 	}

@@ -368,7 +368,8 @@ func (s *Source) dataDirName() string {
 	return s.opts.DataDir
 }
 
-// where names an object for messages: `object "a/b.bin" of model_cache[0] (s3://bkt/p) at s3://bkt/p/a/b.bin`.
+// where names an object for messages:
+// `model_cache[0] (s3://bkt/p): object "a/b.bin" at s3://bkt/p/a/b.bin`.
 func (s *Source) where(path string) string {
-	return fmt.Sprintf("object %q of %s (s3://%s/%s%s)", path, s.entry.Name(), s.bucket, s.prefix, path)
+	return fmt.Sprintf("%s: object %q at s3://%s/%s%s", s.entry.Name(), path, s.bucket, s.prefix, path)
 }

@@ -248,7 +248,7 @@ func TestErrors(t *testing.T) {
 		{"internal error", true, func(w http.ResponseWriter, r *http.Request) { s3Err(w, r, 500, "InternalError") },
 			nil, false, []string{"failed, will retry", "HTTP 500 InternalError"}},
 		{"precondition failed", true, func(w http.ResponseWriter, r *http.Request) { s3Err(w, r, 412, "PreconditionFailed") },
-			fetch.ErrChanged, true, []string{`object "w.bin" of model_cache[0] (s3://b/p)`, "changed since it was listed"}},
+			fetch.ErrChanged, true, []string{`model_cache[0] (s3://b/p): object "w.bin" at s3://b/p/w.bin`, "changed since it was listed"}},
 		{"deleted", true, func(w http.ResponseWriter, r *http.Request) { s3Err(w, r, 404, "NoSuchKey") },
 			fetch.ErrChanged, true, []string{"deleted since it was listed"}},
 		{"range not satisfiable", true, func(w http.ResponseWriter, r *http.Request) { s3Err(w, r, 416, "InvalidRange") },
