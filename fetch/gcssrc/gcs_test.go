@@ -236,7 +236,9 @@ func TestErrors(t *testing.T) {
 		permanent bool
 		contains  []string
 	}{
-		{"no such bucket", false, func(w http.ResponseWriter, r *http.Request) { gcsErr(w, 404, "notFound", "The specified bucket does not exist.") },
+		{"no such bucket", false, func(w http.ResponseWriter, r *http.Request) {
+			gcsErr(w, 404, "notFound", "The specified bucket does not exist.")
+		},
 			ErrNoSuchBucket, true, []string{`bucket "b" does not exist`}},
 		{"access denied", false, func(w http.ResponseWriter, r *http.Request) {
 			gcsErr(w, 403, "forbidden", "Anonymous caller does not have storage.objects.list access")
@@ -245,7 +247,9 @@ func TestErrors(t *testing.T) {
 			ErrThrottled, false, []string{"throttled"}},
 		{"server error", false, func(w http.ResponseWriter, r *http.Request) { gcsErr(w, 503, "backendError", "oops") },
 			nil, false, []string{"failed, will retry", "HTTP 503"}},
-		{"requester pays", false, func(w http.ResponseWriter, r *http.Request) { gcsErr(w, 400, "required", "Bucket is a requester pays bucket") },
+		{"requester pays", false, func(w http.ResponseWriter, r *http.Request) {
+			gcsErr(w, 400, "required", "Bucket is a requester pays bucket")
+		},
 			nil, true, []string{"refused by", "requester pays"}},
 		{"generation gone", true, func(w http.ResponseWriter, r *http.Request) { gcsErr(w, 404, "notFound", "No such object") },
 			fetch.ErrChanged, true, []string{`object "w.bin"`, "listed generation no longer exists"}},
