@@ -28,6 +28,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/smithy-go/logging"
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
@@ -269,6 +270,12 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	opts := []func(*awsconfig.LoadOptions) error{
 		awsconfig.WithHTTPClient(s.opts.HTTPClient),
 		awsconfig.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
+		// The SDK's own notes (an IMDS fallback, a skipped checksum) go to
+		// our log at debug level instead of stderr. Request and response
+		// logging stays off, so no header or signature reaches it.
+		awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
+			s.log.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
+		})),
 	}
 	c := s.opts.Credentials
 	if c != nil {
