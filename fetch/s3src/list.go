@@ -27,7 +27,7 @@ const maxPages = 10000
 const ExtraRegion = "region"
 
 // md5ETagRE is a single-part upload's ETag: the hex MD5 of the content
-// (unless the object is SSE-C or SSE-KMS encrypted; see checksumOf).
+// (unless the object is SSE-C or SSE-KMS encrypted; see inspect).
 var md5ETagRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
 // List pages through ListObjectsV2 under the prefix, keeps the objects the
@@ -47,7 +47,7 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	region, _ := s.region()
 	var (
 		files       []fetch.File
-		wantSHA     []int // indexes into files of objects with a full-object SHA-256
+		inspect     []int // indexes into files worth a HeadObject (see inspect)
 		total       int
 		skipped     []string
 		token       *string
@@ -97,8 +97,8 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			}
 			f := fetch.File{Path: rel, Size: aws.ToInt64(obj.Size), Version: etag, Checksum: checksumOf(etag),
 				Extra: map[string]string{ExtraRegion: region}}
-			if hasFullSHA256(obj) {
-				wantSHA = append(wantSHA, len(files))
+			if hasFullSHA256(obj) || !f.Checksum.IsZero() {
+				inspect = append(inspect, len(files))
 			}
 			files = append(files, f)
 		}
@@ -119,7 +119,7 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			"%s: no object matches allow_patterns %q and ignore_patterns %q under bucket %q prefix %q (%d objects there)",
 			s.entry.Name(), nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns), s.bucket, s.prefix, total))
 	}
-	if err := s.lookupSHA256(ctx, c, files, wantSHA); err != nil {
+	if err := s.inspect(ctx, c, files, inspect); err != nil {
 		return nil, err
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
@@ -136,8 +136,8 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 
 // checksumOf turns a listed ETag into a checksum: a single-part ETag is the
 // content's MD5; a multipart one ("<md5 of md5s>-<parts>") verifies nothing.
-// Caveat: SSE-C and SSE-KMS objects have single-part-looking ETags that are
-// not MD5s; the listing cannot tell them apart.
+// SSE-C and SSE-KMS objects have single-part-looking ETags that are not MD5s;
+// the listing cannot tell them apart, so inspect confirms each one.
 func checksumOf(etag string) fetch.Checksum {
 	v := strings.ToLower(strings.Trim(etag, `"`))
 	if md5ETagRE.MatchString(v) {
@@ -160,44 +160,56 @@ func hasFullSHA256(obj types.Object) bool {
 	return false
 }
 
-// lookupSHA256 asks HeadObject (checksum mode on, If-Match the listed ETag)
-// for the SHA-256 of the objects the listing says have one, a few at a time.
-// SHA-256 replaces the ETag's MD5, which SSE-KMS objects do not have. A
-// failed lookup only costs the better checksum, except a cancelled ctx.
-func (s *Source) lookupSHA256(ctx context.Context, c *s3.Client, files []fetch.File, idx []int) error {
-	if len(idx) == 0 {
-		return nil
-	}
+// inspect settles the checksum of each object in idx with one HeadObject
+// (checksum mode on, If-Match the listed ETag), a few at a time:
+//
+//   - a full-object SHA-256, when the object has one, replaces the MD5;
+//   - an SSE-KMS or SSE-C object's ETag is not the MD5 of its content, so
+//     its MD5 is dropped (verifying with it would fail every download and
+//     end in EIO);
+//   - when the HEAD fails, the MD5 is dropped too: serving unverified is
+//     better than failing on a checksum that was never confirmed.
+//
+// It fails only when ctx ends.
+func (s *Source) inspect(ctx context.Context, c *s3.Client, files []fetch.File, idx []int) error {
 	sem := make(chan struct{}, s.opts.ChecksumLookups)
 	var wg sync.WaitGroup
 	for _, i := range idx {
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
-			wg.Wait()
-			return fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
+		}
+		if ctx.Err() != nil {
+			break
 		}
 		wg.Add(1)
 		go func(f *fetch.File) {
 			defer func() { <-sem; wg.Done() }()
-			var sum string
+			var out *s3.HeadObjectOutput
 			err := s.retry.Do(ctx, func(ctx context.Context) error {
-				out, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + f.Path),
+				o, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + f.Path),
 					IfMatch: aws.String(f.Version), ChecksumMode: types.ChecksumModeEnabled})
 				if err != nil {
 					return s.classify(err, opInfo{op: "HeadObject s3://" + s.bucket + "/" + s.prefix + f.Path, what: s.where(f.Path), read: true})
 				}
-				if out.ChecksumType == "" || out.ChecksumType == types.ChecksumTypeFullObject {
-					sum = aws.ToString(out.ChecksumSHA256)
-				}
+				out = o
 				return nil
 			})
 			if err != nil {
-				s.log.Warn("could not read the object's SHA-256; verifying with what the listing gave", "path", f.Path, "err", err)
+				if ctx.Err() == nil {
+					s.log.Warn("could not confirm the object's checksum; serving it unverified", "path", f.Path, "err", err)
+				}
+				f.Checksum = fetch.Checksum{}
 				return
 			}
-			if raw, err := base64.StdEncoding.DecodeString(sum); err == nil && len(raw) == 32 {
-				f.Checksum = fetch.Checksum{Algo: fetch.AlgoSHA256, Value: hex.EncodeToString(raw)}
+			if out.ChecksumType == "" || out.ChecksumType == types.ChecksumTypeFullObject {
+				if raw, err := base64.StdEncoding.DecodeString(aws.ToString(out.ChecksumSHA256)); err == nil && len(raw) == 32 {
+					f.Checksum = fetch.Checksum{Algo: fetch.AlgoSHA256, Value: hex.EncodeToString(raw)}
+					return
+				}
+			}
+			if f.Checksum.Algo == fetch.AlgoMD5 && (strings.HasPrefix(string(out.ServerSideEncryption), "aws:kms") || aws.ToString(out.SSECustomerAlgorithm) != "") {
+				f.Checksum = fetch.Checksum{}
 			}
 		}(&files[i])
 	}

@@ -65,7 +65,8 @@ type Options struct {
 	Retry      fetch.RetryPolicy // List's retries; zero: fetch.DefaultRetryPolicy
 	PageSize   int32             // keys per ListObjectsV2 page; default 1000 (tests page smaller)
 	// ChecksumLookups bounds the parallel HeadObject calls List makes to
-	// fetch full-object SHA-256 checksums; default 8.
+	// settle each object's checksum (SHA-256, or whether the ETag really is
+	// an MD5); default 16.
 	ChecksumLookups int
 }
 
@@ -161,7 +162,7 @@ func New(e config.Entry, o Options) *Source {
 		s.opts.PageSize = defaultPageSize
 	}
 	if s.opts.ChecksumLookups <= 0 {
-		s.opts.ChecksumLookups = 8
+		s.opts.ChecksumLookups = 16
 	}
 	return s
 }

@@ -322,7 +322,7 @@ func TestReadHonoursContext(t *testing.T) {
 	}
 }
 
-func TestRegionDiscoveryAndSHA256(t *testing.T) {
+func TestRegionDiscoveryAndChecksums(t *testing.T) {
 	content := []byte("weights weights weights")
 	sum := sha256.Sum256(content)
 	h, srv := newScripted(t, func(w http.ResponseWriter, r *http.Request) {
@@ -332,7 +332,16 @@ func TestRegionDiscoveryAndSHA256(t *testing.T) {
 		case r.Method == http.MethodGet && r.URL.Query().Get("list-type") == "2":
 			listXML(w,
 				contentsXML("p/a.bin", len(content), md5hex(content), "<ChecksumAlgorithm>SHA256</ChecksumAlgorithm><ChecksumType>FULL_OBJECT</ChecksumType>"),
-				contentsXML("p/b.bin", 5, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-3", "<ChecksumAlgorithm>SHA256</ChecksumAlgorithm><ChecksumType>COMPOSITE</ChecksumType>"))
+				contentsXML("p/b.bin", 5, "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-3", "<ChecksumAlgorithm>SHA256</ChecksumAlgorithm><ChecksumType>COMPOSITE</ChecksumType>"),
+				contentsXML("p/c.bin", 5, "cccccccccccccccccccccccccccccccc", ""),
+				contentsXML("p/d.bin", 5, "dddddddddddddddddddddddddddddddd", ""),
+				contentsXML("p/e.bin", 5, "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee", ""))
+		case r.Method == http.MethodHead && r.URL.Path == "/b/p/c.bin":
+			w.Header().Set("X-Amz-Server-Side-Encryption", "aws:kms")
+		case r.Method == http.MethodHead && r.URL.Path == "/b/p/d.bin":
+			s3Err(w, r, 500, "InternalError")
+		case r.Method == http.MethodHead && r.URL.Path == "/b/p/e.bin":
+			w.Header().Set("X-Amz-Server-Side-Encryption", "AES256")
 		case r.Method == http.MethodHead && r.URL.Path == "/b/p/a.bin":
 			if r.Header.Get("X-Amz-Checksum-Mode") != "ENABLED" || r.Header.Get("If-Match") == "" {
 				s3Err(w, r, 400, "InvalidRequest")
@@ -353,8 +362,20 @@ func TestRegionDiscoveryAndSHA256(t *testing.T) {
 	if want := (fetch.Checksum{Algo: fetch.AlgoSHA256, Value: fmt.Sprintf("%x", sum)}); m.Files[0].Checksum != want {
 		t.Errorf("a.bin checksum %v, want %v", m.Files[0].Checksum, want)
 	}
-	if !m.Files[1].Checksum.IsZero() {
-		t.Errorf("multipart b.bin checksum %v, want none", m.Files[1].Checksum)
+	// b: multipart; c: SSE-KMS (the ETag is no MD5); d: HEAD failed.
+	for i, want := range []fetch.Checksum{1: {}, 2: {}, 3: {}, 4: {Algo: fetch.AlgoMD5, Value: "eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee"}} {
+		if i > 0 && m.Files[i].Checksum != want {
+			t.Errorf("%s checksum %v, want %v", m.Files[i].Path, m.Files[i].Checksum, want)
+		}
+	}
+	var heads int
+	for _, r := range h.requests() {
+		if r.Method == http.MethodHead && r.URL.Path != "/b" {
+			heads++
+		}
+	}
+	if heads != 4 { // a, c, d, e: not the multipart b
+		t.Errorf("%d HeadObject calls, want 4", heads)
 	}
 	if m.Files[0].Extra[ExtraRegion] != "eu-central-1" {
 		t.Errorf("region %v", m.Files[0].Extra)
