@@ -145,7 +145,8 @@ func TestOptionsFromEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Endpoint != "http://minio:9000/" || o.EndpointFrom != "AWS_ENDPOINT_URL_S3" || o.Region != "eu-north-1" || o.Credentials != nil {
+	if o.Endpoint != "http://minio:9000/" || o.EndpointFrom != "AWS_ENDPOINT_URL_S3" || o.Region != "eu-north-1" ||
+		o.RegionFrom != "AWS_DEFAULT_REGION" || o.Credentials != nil {
 		t.Errorf("got %+v", o)
 	}
 	env["AWS_REGION"] = "us-west-1"

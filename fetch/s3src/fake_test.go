@@ -79,6 +79,7 @@ func testOpts(endpoint string) Options {
 	return Options{
 		Credentials:  &Credentials{AccessKeyID: testKeyID, SecretAccessKey: testSecret, From: "secret aws_creds (file /secrets/aws_creds)"},
 		Region:       "us-east-1",
+		RegionFrom:   "AWS_REGION",
 		Endpoint:     endpoint,
 		EndpointFrom: "AWS_ENDPOINT_URL",
 		SecretName:   "aws_creds",

@@ -51,6 +51,9 @@ type Options struct {
 	// Credentials, else the shared profile's, else asked of the bucket, else
 	// us-east-1. A Credentials.Region wins over this.
 	Region string
+	// RegionFrom names where Region came from, for messages (e.g.
+	// "AWS_REGION"); default "the configured region".
+	RegionFrom string
 	// Endpoint of an S3-compatible store (AWS_ENDPOINT_URL_S3, then
 	// AWS_ENDPOINT_URL); default "" (AWS). When set, addressing is path-style.
 	Endpoint string
@@ -97,7 +100,7 @@ func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, gete
 			if !regionRE.MatchString(v) {
 				return o, fmt.Errorf("%s: %s is not an AWS region name (like us-east-1)", e.Name(), k)
 			}
-			o.Region = v
+			o.Region, o.RegionFrom = v, k
 			break
 		}
 	}
@@ -223,7 +226,10 @@ func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, 
 	if err != nil {
 		return nil, err
 	}
-	region, regSrc := s.opts.Region, "AWS_REGION"
+	region, regSrc := s.opts.Region, s.opts.RegionFrom
+	if regSrc == "" {
+		regSrc = "the configured region"
+	}
 	switch {
 	case s.opts.Credentials != nil && s.opts.Credentials.Region != "":
 		region, regSrc = s.opts.Credentials.Region, s.opts.Credentials.From
