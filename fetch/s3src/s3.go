@@ -235,7 +235,7 @@ func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, 
 		region, regSrc = s.opts.Credentials.Region, s.opts.Credentials.From
 	case region != "":
 	case cfg.Region != "":
-		region, regSrc = cfg.Region, "the AWS shared config"
+		region, regSrc = cfg.Region, "the AWS environment or shared config"
 	case regionHint != "":
 		region, regSrc = regionHint, "the saved listing"
 	}
