@@ -116,9 +116,17 @@ func (s *Server) resolveRev(w http.ResponseWriter, rp *repo, rev string) (string
 	return commit, ok
 }
 
-// serveAPI answers /api/models/{org}/{name}/revision/{rev} and
-// /api/models/{org}/{name}/tree/{rev}[/{path}].
+// serveAPI answers /api/models/{org}/{name}/revision/{rev},
+// /api/models/{org}/{name}/tree/{rev}[/{path}] and /api/models/{org}/{name}
+// (the model info at the default branch, as huggingface_hub's model_info
+// asks when given no revision).
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, segs []string) {
+	if len(segs) == 2 {
+		if rp := s.lookup(w, r, segs[0]+"/"+segs[1], true); rp != nil {
+			s.serveRevision(w, r, rp, rp.defaultCommit())
+		}
+		return
+	}
 	if len(segs) < 4 || (segs[2] != "revision" && segs[2] != "tree") {
 		writeError(w, http.StatusNotFound, "", "Sorry, we can't find the page you are looking for.")
 		return

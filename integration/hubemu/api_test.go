@@ -27,10 +27,15 @@ func TestRevisionJSON(t *testing.T) {
 		{"refs/pr/1", prCommit}, // unescaped is accepted too
 		{testCommit, testCommit},
 		{prCommit, prCommit},
+		{"", testCommit}, // /api/models/{repo}: the default branch
 	}
 	for _, tc := range tests {
 		t.Run(tc.rev, func(t *testing.T) {
-			resp, body := do(t, http.DefaultClient, "GET", s.URL()+"/api/models/acme/model/revision/"+tc.rev)
+			u := s.URL() + "/api/models/acme/model/revision/" + tc.rev
+			if tc.rev == "" {
+				u = s.URL() + "/api/models/acme/model"
+			}
+			resp, body := do(t, http.DefaultClient, "GET", u)
 			if resp.StatusCode != 200 {
 				t.Fatalf("status %d: %s", resp.StatusCode, body)
 			}

@@ -288,6 +288,15 @@ func (r *repo) resolveRev(rev string) (string, bool) {
 	return "", false
 }
 
+// defaultCommit is what the default branch ("main") points at, or the
+// repo's Commit when there is no main.
+func (r *repo) defaultCommit() string {
+	if c, ok := r.branches["main"]; ok {
+		return c
+	}
+	return r.Commit
+}
+
 // treeOID is a stable stand-in for a git tree sha1 of a directory.
 func (r *repo) treeOID(commit, dir string) string {
 	h := sha1.Sum([]byte("tree " + commit + " " + dir))

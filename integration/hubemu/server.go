@@ -5,7 +5,12 @@
 // need: counters, fault injection, rate limiting and CDN-like throttling.
 //
 // It must stay faithful to what the real Hub promises and must not invent
-// conveniences a client could come to depend on. It never imports weightfs
+// conveniences a client could come to depend on. One consequence that
+// surprises: as on the Hub, an LFS file's oid (tree) and blobId (revision)
+// are the git blob sha1 of its LFS pointer, not of its content; the content
+// hash of an LFS file is its sha256 (lfs.oid, lfs.sha256, X-Linked-Etag).
+// Non-LFS files are identified by the git blob sha1 of their content (oid,
+// blobId, ETag). It never imports weightfs
 // packages: it is the origin, not a client.
 package hubemu
 
