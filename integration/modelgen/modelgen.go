@@ -21,7 +21,7 @@ import (
 
 // Spec describes the model to generate.
 type Spec struct {
-	TotalSize int64  // approximate bytes of weights (default 64 MiB)
+	TotalSize int64  // approximate bytes of weights (default 64 MiB); diffusers floor ~6 MB at F16
 	Shards    int    // safetensors shards for "llm" (default ceil(TotalSize/512 MiB)); 1 = model.safetensors, no index
 	Layout    string // "llm" (default) or "diffusers"
 	DType     string // "F16" (default), "BF16" or "F32"
@@ -49,7 +49,10 @@ type Model struct {
 	Llama       *LlamaInfo        // "llm" layout only
 }
 
-// Generate writes a model into dir (created if missing) and describes it.
+// Generate writes a model into dir (created if missing; best empty, since
+// Model.Files lists everything under it) and describes it. Weight bytes land
+// within 1% of TotalSize except below a layout's floor (one llama layer, or
+// the narrowest diffusers pipeline), where it overshoots.
 func Generate(dir string, spec Spec) (*Model, error) {
 	if spec.TotalSize <= 0 {
 		spec.TotalSize = 64 << 20
