@@ -3,6 +3,7 @@ package fs
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -90,7 +91,17 @@ func mountHint(err error) string {
 // not connected") until it is unmounted.
 func prepareMountpoint(mp string, log *slog.Logger) error {
 	_, err := os.Stat(mp)
-	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+	if err == nil {
+		if mounted, _ := isWeightfsMount(mp); mounted {
+			// The kernel may answer stat from cached attributes even when
+			// the daemon is dead; opening the directory needs the daemon.
+			err = probeDir(mp)
+			if err == nil {
+				return fmt.Errorf("mountpoint %s already has a live weightfs mount: stop that process or choose another --mountpoint", mp)
+			}
+		}
+	}
+	if isStale(err) {
 		log.Warn("mountpoint is a stale mount of a process that died; unmounting it", "mountpoint", mp)
 		if uerr := Unmount(mp, true); uerr != nil {
 			return fmt.Errorf("mountpoint %s is a stale FUSE mount and unmounting it failed: %w (run: umount -l %s)", mp, uerr, mp)
@@ -106,10 +117,24 @@ func prepareMountpoint(mp string, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("mountpoint %s: %w", mp, err)
 	}
-	if mounted, _ := isWeightfsMount(mp); mounted {
-		return fmt.Errorf("mountpoint %s already has a live weightfs mount: stop that process or choose another --mountpoint", mp)
-	}
 	return nil
+}
+
+func isStale(err error) bool {
+	return errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+func probeDir(mp string) error {
+	f, err := os.Open(mp)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.Readdirnames(1)
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
 }
 
 // Unmount detaches the mount at mp. lazy detaches it even while files are

@@ -60,6 +60,7 @@ type fakeHub struct {
 	files    []fakeFile
 	dirs     []string
 	pageSize int
+	public   bool // the revision answer says "gated": false (default: "manual")
 
 	mu       sync.Mutex
 	hooks    map[string]hook     // GUARDED_BY(mu)
@@ -164,7 +165,11 @@ func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 			fakeError(w, 404, "RevisionNotFound")
 			return
 		}
-		json.NewEncoder(w).Encode(map[string]any{"sha": commit, "siblings": []any{}})
+		var gated any = "manual"
+		if h.public {
+			gated = false
+		}
+		json.NewEncoder(w).Encode(map[string]any{"sha": commit, "siblings": []any{}, "gated": gated})
 	case strings.HasPrefix(p, api+"tree/"):
 		if h.record("tree", w, r) {
 			return

@@ -49,7 +49,7 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 		return nil, s.initErr
 	}
 	resolved := time.Now().UTC()
-	commit, err := s.resolveRevision(ctx)
+	commit, gated, err := s.resolveRevision(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +65,12 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.probe(ctx, files); err != nil {
-		return nil, err
+	// Only a gated repo lists without a token yet refuses downloads; probing
+	// other repos would cost a content request before any read.
+	if gated {
+		if err := s.probe(ctx, files); err != nil {
+			return nil, err
+		}
 	}
 	return &fetch.Manifest{
 		Volume:   s.entry.VolumeFolder,
@@ -79,27 +83,31 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	}, nil
 }
 
-func (s *Source) resolveRevision(ctx context.Context) (string, error) {
+// It also reports whether the Hub marks the repo gated ("gated": "auto" or
+// "manual" rather than false).
+func (s *Source) resolveRevision(ctx context.Context) (string, bool, error) {
 	ri := reqInfo{op: fmt.Sprintf("GET revision %s@%s", s.repo, s.rev)}
 	u, err := s.url("/api/models/"+s.repoPath+"/revision/"+url.PathEscape(s.rev), "")
 	if err != nil {
-		return "", fetch.Permanent(fmt.Errorf("%s: %w", ri.op, err))
+		return "", false, fetch.Permanent(fmt.Errorf("%s: %w", ri.op, err))
 	}
 	var out struct {
-		Sha string `json:"sha"`
+		Sha   string `json:"sha"`
+		Gated any    `json:"gated"`
 	}
 	err = s.retry.Do(ctx, func(ctx context.Context) error {
 		_, err := s.getJSON(ctx, u, ri, &out)
 		return err
 	})
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	if !commitRE.MatchString(out.Sha) {
-		return "", fetch.Permanent(newErr(ErrBadResponse, nil,
+		return "", false, fetch.Permanent(newErr(ErrBadResponse, nil,
 			"%s: the Hub answered without a 40-hex commit sha (%s)", s.where(ri), ri.op))
 	}
-	return out.Sha, nil
+	gated := out.Gated != nil && out.Gated != false
+	return out.Sha, gated, nil
 }
 
 // listTree follows the Link rel="next" pages of the recursive tree listing.

@@ -179,6 +179,16 @@ func TestListErrors(t *testing.T) {
 			wantIs: &fetch.StatusError{}, want: []string{"acme/llama", testCommit, "HTTP 500"}},
 		{name: "probe blip is not fatal", kind: "resolve", hook: answer(503, ""), calls: 1},
 	}
+	t.Run("a repo that is not gated is not probed", func(t *testing.T) {
+		h := newFakeHub(t, defaultFiles()...)
+		h.public = true
+		if _, err := h.source(testEntry(), "").List(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := h.count("resolve"); n != 0 {
+			t.Fatalf("List made %d content requests for a public repo, want 0", n)
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			h := newFakeHub(t, defaultFiles()...)

@@ -1,0 +1,79 @@
+// Command weightfs mounts the weights named in a Truss model_cache config
+// as a lazy, verified, read-only FUSE filesystem.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/sources"
+)
+
+func main() {
+	app := &cli.App{
+		Name:  "weightfs",
+		Usage: "mount model weights (Hugging Face, S3, GCS) lazily, streaming bytes as they are read",
+		Commands: []*cli.Command{
+			mountCommand(),
+			lsCommand(),
+		},
+		// Errors are printed once, as one clear line, by main; never a stack.
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	if err := app.Run(os.Args); err != nil {
+		fmt.Fprintf(os.Stderr, "weightfs: %v\n", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) && ec.ExitCode() != 0 {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// Flags shared by the commands that read a config.
+var (
+	configFlag = &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Required: true,
+		Usage: "Truss config.yaml (or a file holding just model_cache)", EnvVars: []string{"WEIGHTFS_CONFIG"}}
+	cacheDirFlag = &cli.StringFlag{Name: "cache-dir", Value: defaultCacheDir(),
+		Usage: "where fetched chunks and manifests are kept", EnvVars: []string{"WEIGHTFS_CACHE_DIR"}}
+	secretsDirFlag = &cli.StringFlag{Name: "secrets-dir", Value: "/secrets",
+		Usage: "folder of Truss secrets (file per secret name)", EnvVars: []string{"WEIGHTFS_SECRETS_DIR"}}
+	dataDirFlag = &cli.StringFlag{Name: "data-dir",
+		Usage: "Truss data folder holding s3_credentials.json / service_account.json (default: data/ beside the config)", EnvVars: []string{"WEIGHTFS_DATA_DIR"}}
+	refreshFlag = &cli.BoolFlag{Name: "refresh",
+		Usage: "list the origins again even if a saved manifest exists (re-resolves branches)"}
+	logLevelFlag = &cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}
+)
+
+// sourceEnv is what the origins need: secrets, the Truss data folder
+// (beside the config file unless --data-dir says otherwise) and the logger.
+func sourceEnv(c *cli.Context, log *slog.Logger) sources.Env {
+	data := c.String("data-dir")
+	if data == "" {
+		data = filepath.Join(filepath.Dir(c.String("config")), "data")
+	}
+	return sources.Env{Secrets: config.Secrets{Dir: c.String("secrets-dir")}, DataDir: data, Logger: log}
+}
+
+func defaultCacheDir() string {
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "weightfs")
+	}
+	return "/var/cache/weightfs"
+}
+
+func newLogger(c *cli.Context) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		lvl = slog.LevelInfo
+	}
+	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	slog.SetDefault(l)
+	return l
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weightfs/weightfs/chunkcache"
+	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/sources"
+	wfs "github.com/weightfs/weightfs/fs"
+)
+
+// resolved is one entry with its source and manifest.
+type resolved struct {
+	entry    config.Entry
+	origin   string
+	src      fetch.Source
+	manifest *fetch.Manifest
+	fromDisk bool // the manifest was loaded, not listed
+}
+
+// resolveAll lists every entry in parallel. A saved manifest is used as is
+// (no network), unless refresh is set; listing errors of all entries are
+// reported together.
+func resolveAll(ctx context.Context, entries []config.Entry, env sources.Env, cache *chunkcache.Cache, refresh bool) ([]*resolved, error) {
+	out := make([]*resolved, len(entries))
+	errs := make([]error, len(entries))
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out[i], errs[i] = resolveOne(ctx, e, env, cache, refresh)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chunkcache.Cache, refresh bool) (*resolved, error) {
+	src, err := sources.Open(e, env)
+	if err != nil {
+		return nil, err
+	}
+	r := &resolved{entry: e, origin: sources.Origin(e), src: src}
+	if !refresh {
+		m, err := cache.LoadManifest(e.Key())
+		if err != nil {
+			return nil, err
+		}
+		if m != nil {
+			r.manifest, r.fromDisk = m, true
+			return r, nil
+		}
+	}
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	m, err := src.List(lctx)
+	if err != nil {
+		return nil, err
+	}
+	m.Volume = e.VolumeFolder
+	if err := cache.SaveManifest(e.Key(), m); err != nil {
+		return nil, fmt.Errorf("%s: saving its manifest: %w", e.Name(), err)
+	}
+	r.manifest = m
+	return r, nil
+}
+
+// opener serves fs opens from the chunk cache, each volume through its own
+// source with the retry policy around it.
+type opener struct {
+	cache *chunkcache.Cache
+	vols  map[string]*resolved
+	read  map[string]fetch.RangeReader
+}
+
+func newOpener(cache *chunkcache.Cache, rs []*resolved, policy fetch.RetryPolicy) *opener {
+	o := &opener{cache: cache, vols: map[string]*resolved{}, read: map[string]fetch.RangeReader{}}
+	for _, r := range rs {
+		o.vols[r.entry.VolumeFolder] = r
+		o.read[r.entry.VolumeFolder] = fetch.Retrying(r.src, policy)
+	}
+	return o
+}
+
+func (o *opener) Open(vol string, f fetch.File) (wfs.Content, error) {
+	r, ok := o.vols[vol]
+	if !ok {
+		return nil, fmt.Errorf("unknown volume %q", vol)
+	}
+	return o.cache.Object(r.origin, f, o.read[vol])
+}
+
+// objects opens the cache object of every file of every volume (no I/O
+// beyond the cache dir), for the prefetcher and for status.
+func (o *opener) objects() ([]*chunkcache.Object, error) {
+	var out []*chunkcache.Object
+	for vol, r := range o.vols {
+		for _, f := range r.manifest.Files {
+			obj, err := o.cache.Object(r.origin, f, o.read[vol])
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, obj)
+		}
+	}
+	return out, nil
+}
+
+func volumesOf(rs []*resolved) []wfs.Volume {
+	vs := make([]wfs.Volume, 0, len(rs))
+	for _, r := range rs {
+		vs = append(vs, wfs.Volume{Name: r.entry.VolumeFolder, Manifest: r.manifest})
+	}
+	return vs
+}
+
+func logWarnings(log *slog.Logger, entries []config.Entry) {
+	for _, w := range config.Warnings(entries) {
+		log.Warn(w)
+	}
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+func volumeOnly(entries []config.Entry) ([]config.Entry, error) {
+	var legacy []string
+	var out []config.Entry
+	for _, e := range entries {
+		if e.UseVolume {
+			out = append(out, e)
+		} else {
+			legacy = append(legacy, e.RepoID)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no entry has use_volume: true (%s): those are baked into the Hugging Face cache with `weightfs fetch`, not mounted", strings.Join(legacy, ", "))
+	}
+	return out, nil
+}

@@ -1,0 +1,238 @@
+// Package integration proves the whole: it builds the weightfs binary,
+// serves generated models from the in-repo Hub emulator, mounts for real
+// (root + /dev/fuse) and checks bytes through the mount by sha256.
+package integration
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weightfs/weightfs/integration/hubemu"
+)
+
+var weightfsBin string
+
+func TestMain(m *testing.M) {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		fmt.Fprintln(os.Stderr, "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!")
+		fmt.Fprintln(os.Stderr, "!!! SKIPPING ALL MOUNT INTEGRATION TESTS: /dev/fuse is absent on this machine !!!")
+		fmt.Fprint(os.Stderr, "!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\n")
+		os.Exit(0)
+	}
+	dir, err := os.MkdirTemp("", "weightfs-bin-")
+	if err != nil {
+		panic(err)
+	}
+	weightfsBin = filepath.Join(dir, "weightfs")
+	out, err := exec.Command("go", "build", "-o", weightfsBin, "../cmd/weightfs").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building weightfs: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mount is a running `weightfs mount` process.
+type mount struct {
+	t      *testing.T
+	dir    string // mountpoint
+	cache  string
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type mountOpts struct {
+	config   string   // YAML
+	cacheDir string   // default: a temp dir
+	mountDir string   // default: a temp dir
+	env      []string // extra environment
+	args     []string // extra flags
+}
+
+// runWeightfs runs a weightfs subcommand to completion.
+func runWeightfs(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(weightfsBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func writeConfig(t *testing.T, yaml string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(yaml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startMount starts the daemon and waits for its listing to be served.
+func startMount(t *testing.T, hub *hubemu.Server, o mountOpts) (*mount, error) {
+	t.Helper()
+	if o.cacheDir == "" {
+		o.cacheDir = t.TempDir()
+	}
+	if o.mountDir == "" {
+		o.mountDir = t.TempDir()
+	}
+	args := append([]string{"mount", "--config", writeConfig(t, o.config), "--mountpoint", o.mountDir,
+		"--cache-dir", o.cacheDir, "--secrets-dir", filepath.Join(t.TempDir(), "no-secrets")}, o.args...)
+	cmd := exec.Command(weightfsBin, args...)
+	cmd.Env = append(os.Environ(), "HF_TOKEN=", "HUGGING_FACE_HUB_TOKEN=")
+	if hub != nil {
+		cmd.Env = append(cmd.Env, "HF_ENDPOINT="+hub.URL())
+	}
+	cmd.Env = append(cmd.Env, o.env...)
+	m := &mount{t: t, dir: o.mountDir, cache: o.cacheDir, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	cmd.Stderr = m.stderr
+	cmd.Stdout = m.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { cmd.Wait(); close(m.exited) }()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(m.stderr.String(), "listing served") {
+		select {
+		case <-m.exited:
+			return nil, fmt.Errorf("weightfs exited (%v): %s", cmd.ProcessState, m.stderr.String())
+		case <-deadline:
+			m.stop()
+			return nil, fmt.Errorf("no listing after 60s: %s", m.stderr.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Cleanup(m.stop)
+	return m, nil
+}
+
+func mustMount(t *testing.T, hub *hubemu.Server, o mountOpts) *mount {
+	t.Helper()
+	m, err := startMount(t, hub, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// stop sends SIGTERM and waits for a clean exit; it is idempotent.
+func (m *mount) stop() {
+	select {
+	case <-m.exited:
+		return
+	default:
+	}
+	m.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-m.exited:
+	case <-time.After(20 * time.Second):
+		m.cmd.Process.Kill()
+		<-m.exited
+		syscall.Unmount(m.dir, syscall.MNT_DETACH)
+		m.t.Errorf("weightfs did not exit within 20s of SIGTERM: %s", m.stderr.String())
+	}
+}
+
+// kill simulates a crash: the mount is left stale.
+func (m *mount) kill() {
+	m.cmd.Process.Kill()
+	<-m.exited
+}
+
+func (m *mount) path(p ...string) string { return filepath.Join(append([]string{m.dir}, p...)...) }
+
+func sha256File(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// treeSums maps every regular file under dir (relative path) to its sha256.
+func treeSums(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		sum, err := sha256File(p)
+		out[filepath.ToSlash(rel)] = sum
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// treeSizes maps every regular file under dir to its size, from stat alone.
+func treeSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		out[filepath.ToSlash(rel)] = info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func newHub(t *testing.T, o hubemu.Options) *hubemu.Server {
+	t.Helper()
+	h, err := hubemu.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
