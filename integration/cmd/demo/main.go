@@ -115,7 +115,8 @@ func run(bin string, size int64, shards int, perConn, aggregate int64, ttfb time
 	if err != nil {
 		return err
 	}
-	step("first tensor %s (%d bytes) read in %s", name, n, since(tFirst))
+	first := since(tFirst)
+	step("first tensor %s (%d bytes) read in %s", name, n, first)
 
 	tAll := time.Now()
 	var wg sync.WaitGroup
@@ -168,7 +169,7 @@ func run(bin string, size int64, shards int, perConn, aggregate int64, ttfb time
 		return fmt.Errorf("weightfs did not exit after SIGTERM")
 	}
 	step("unmounted; summary: listing %s, first tensor %s, full read %s",
-		listing.Round(time.Millisecond), since(tFirst), all.Round(time.Millisecond))
+		listing.Round(time.Millisecond), first, all.Round(time.Millisecond))
 	return nil
 }
 
