@@ -161,7 +161,7 @@ func checkObjectChanged(t *testing.T, m *mount, v1 []byte, replace func(v2 []byt
 		t.Errorf("cached region after the change: %v (old bytes %v)", err, bytes.Equal(b, v1[:64<<10]))
 	}
 	log := m.stderr.String()
-	if !strings.Contains(log, "model.safetensors") || !strings.Contains(log, "changed since it was listed") {
+	if !strings.Contains(log, "model.safetensors") || !strings.Contains(log, "changed") || !strings.Contains(log, "since it was listed") {
 		t.Errorf("the log does not name the changed object:\n%s", log)
 	}
 }
