@@ -95,7 +95,16 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 
 // Read serves a read from the cache. It runs under the mount's read
 // deadline, so a stalled origin becomes EIO instead of a hung process.
-func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (_ fuse.ReadResult, errno syscall.Errno) {
+	if n.cfg.onRead != nil {
+		defer func(start time.Time) {
+			var err error
+			if errno != 0 {
+				err = errno
+			}
+			n.cfg.onRead(time.Since(start), err)
+		}(time.Now())
+	}
 	if h, ok := fh.(*handle); ok && h.backing != nil {
 		// The kernel normally reads the backing file itself; this path
 		// is only taken where it declined passthrough.
@@ -154,6 +163,7 @@ type config struct {
 	log         *slog.Logger
 	readTimeout time.Duration
 	passthrough bool
+	onRead      func(time.Duration, error) // optional; see Options.OnRead
 
 	mu       sync.Mutex
 	lastWarn time.Time // GUARDED_BY(mu); rate-limits read failure logs

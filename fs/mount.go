@@ -23,6 +23,10 @@ type Options struct {
 	Passthrough bool          // hand verified files to the kernel (default off here; the CLI turns it on)
 	Debug       bool          // log every FUSE request
 	Logger      *slog.Logger
+	// OnRead, if set, is told the latency and outcome of every read the
+	// daemon serves (metrics); reads the kernel passes through to a backing
+	// file never reach it. It must be cheap and safe for concurrent use.
+	OnRead func(d time.Duration, err error)
 }
 
 // Mount mounts vols read-only at mountpoint and returns once the kernel
@@ -44,7 +48,7 @@ func Mount(mountpoint string, vols []Volume, opener Opener, o Options) (*fuse.Se
 		}
 	}
 	r := &root{vols: vols, opener: opener, mtime: newest,
-		cfg: &config{log: o.Logger, readTimeout: o.ReadTimeout, passthrough: o.Passthrough}}
+		cfg: &config{log: o.Logger, readTimeout: o.ReadTimeout, passthrough: o.Passthrough, onRead: o.OnRead}}
 	// The tree never changes while mounted, so the kernel may keep entries
 	// and attributes for as long as it likes.
 	forever := 24 * time.Hour

@@ -22,6 +22,8 @@ func main() {
 		Commands: []*cli.Command{
 			mountCommand(),
 			lsCommand(),
+			waitCommand(),
+			statusCommand(),
 		},
 		// Errors are printed once, as one clear line, by main; never a stack.
 		ExitErrHandler: func(*cli.Context, error) {},

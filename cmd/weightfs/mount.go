@@ -34,6 +34,7 @@ func mountCommand() *cli.Command {
 			&cli.Int64Flag{Name: "readahead-max-mb", Value: 256, Usage: "largest readahead window of a sequential reader, MiB (0 disables)"},
 			&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			controlAddrFlag,
 		},
 		Action: runMount,
 	}
@@ -50,6 +51,11 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	logWarnings(log, entries)
+	ctl, err := startControl(c, log, entries)
+	if err != nil {
+		return err
+	}
+	defer ctl.close()
 	mem := c.Int64("memory-cache-mb") << 20
 	if mem == 0 {
 		mem = -1
@@ -67,6 +73,7 @@ func runMount(c *cli.Context) error {
 		MaxWorkers:   c.Int("workers"),
 		ReadaheadMax: ra,
 		Logger:       log,
+		Events:       ctl.events(),
 	})
 	if err != nil {
 		return err
@@ -79,7 +86,7 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	policy := fetch.RetryPolicy{Attempts: c.Int("fetch-retries"), AttemptTimeout: c.Duration("fetch-timeout")}
+	policy := fetch.RetryPolicy{Attempts: c.Int("fetch-retries"), AttemptTimeout: c.Duration("fetch-timeout"), OnRetry: ctl.metrics.Retried}
 	mp := c.String("mountpoint")
 	op := newOpener(cache, rs, policy)
 	srv, err := wfs.Mount(mp, volumesOf(rs), op, wfs.Options{
@@ -88,6 +95,7 @@ func runMount(c *cli.Context) error {
 		Passthrough: c.Bool("passthrough"),
 		Debug:       c.Bool("fuse-debug"),
 		Logger:      log,
+		OnRead:      ctl.metrics.ObserveRead,
 	})
 	if err != nil {
 		return err
@@ -103,6 +111,7 @@ func runMount(c *cli.Context) error {
 	}
 	log.Info("listing served", "mountpoint", mp, "volumes", len(rs), "files", files, "size", humanBytes(bytes),
 		"from_saved_manifest", offline, "elapsed", time.Since(start).Round(time.Millisecond))
+	ctl.ready(rs, op, c.Bool("prefetch"))
 
 	if c.Bool("prefetch") {
 		objs, err := op.objects()

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/weightfs/weightfs/chunkcache"
+	"github.com/weightfs/weightfs/cmd/weightfs/control"
+	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/gcssrc"
+	"github.com/weightfs/weightfs/fetch/s3src"
+	"github.com/weightfs/weightfs/fetch/sources"
+)
+
+// controlAddrFlag is shared by mount (where it listens) and wait/status
+// (where they ask).
+var controlAddrFlag = &cli.StringFlag{Name: "control-addr", Value: control.DefaultAddr, EnvVars: []string{"WEIGHTFS_CONTROL_ADDR"},
+	Usage: "control endpoint (/healthz, /readyz, /status, /metrics): host:port, or unix:/path/to.sock; \"off\" disables it (mount). " +
+		"If the default port is taken, mount warns and runs without it"}
+
+// controlPlane is the mount's control server and metrics. The metrics work
+// even when nothing listens (the endpoint is optional), so the cache and fs
+// hooks are always wired.
+type controlPlane struct {
+	metrics *control.Metrics
+	srv     *control.Server // nil when disabled or the default port was taken
+	log     *slog.Logger
+}
+
+// startControl listens on --control-addr before the listing starts, so
+// probes see a live, not-yet-ready daemon while it lists. A failure to
+// listen is fatal only when the address was asked for.
+func startControl(c *cli.Context, log *slog.Logger, entries []config.Entry) (*controlPlane, error) {
+	cp := &controlPlane{metrics: control.NewMetrics(), log: log}
+	addr := c.String("control-addr")
+	if addr == "" || addr == "off" {
+		return cp, nil
+	}
+	l, err := control.Listen(addr)
+	if err != nil {
+		if !c.IsSet("control-addr") {
+			log.Warn("control endpoint disabled: its default address is not available (set --control-addr to choose another)", "addr", addr, "err", err)
+			return cp, nil
+		}
+		return nil, fmt.Errorf("%w (choose a free --control-addr, or \"off\")", err)
+	}
+	cp.srv = control.New(control.Options{Metrics: cp.metrics, Logger: log, Secrets: secretValues(entries, sourceEnv(c, log))})
+	go func() {
+		if err := cp.srv.Serve(l); err != nil {
+			log.Error("control endpoint stopped", "addr", addr, "err", err)
+		}
+	}()
+	log.Info("control endpoint", "addr", addr, "paths", "/healthz /readyz /status /metrics")
+	return cp, nil
+}
+
+// events is what the chunk cache reports to.
+func (cp *controlPlane) events() chunkcache.Events { return cp.metrics }
+
+// ready publishes the volumes to /status and turns /readyz to 200. It
+// opens every file's cache object (no I/O beyond the cache dir; the same
+// objects the prefetcher and readers get).
+func (cp *controlPlane) ready(rs []*resolved, op *opener, prefetch bool) {
+	if cp.srv == nil {
+		return
+	}
+	m := control.Model{Prefetch: prefetch}
+	for _, r := range rs {
+		v := control.Volume{Folder: r.entry.VolumeFolder, Repo: r.entry.RepoID, Kind: r.manifest.Kind,
+			Revision: r.entry.Revision, Commit: r.manifest.Commit}
+		if v.Kind == "" {
+			v.Kind = r.entry.Kind
+		}
+		for _, f := range r.manifest.Files {
+			obj, err := op.cache.Object(r.origin, f, op.read[r.entry.VolumeFolder])
+			if err != nil {
+				v.Files = append(v.Files, unopened{f: f, err: err})
+				continue
+			}
+			v.Files = append(v.Files, obj)
+		}
+		m.Volumes = append(m.Volumes, v)
+	}
+	cp.srv.Ready(m)
+}
+
+func (cp *controlPlane) close() {
+	if cp.srv != nil {
+		cp.srv.NotReady()
+		cp.srv.Close()
+	}
+}
+
+// unopened stands in for a file whose cache object could not be opened.
+type unopened struct {
+	f   fetch.File
+	err error
+}
+
+func (u unopened) Stats() chunkcache.ObjectStats {
+	return chunkcache.ObjectStats{Path: u.f.Path, Size: u.f.Size, State: "filling", Error: u.err.Error()}
+}
+
+// secretValues collects every credential the origins of entries may use,
+// for redaction: error text from origins is already redacted at the source,
+// and this makes sure /status cannot be the place one slips through.
+func secretValues(entries []config.Entry, env sources.Env) []string {
+	var out []string
+	for _, k := range []string{"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+		out = append(out, os.Getenv(k))
+	}
+	for _, e := range entries {
+		switch e.Kind {
+		case config.KindHF:
+			if tok, _, err := env.Secrets.HFToken(e.SecretName); err == nil {
+				out = append(out, tok)
+			}
+		case config.KindS3:
+			if c, err := s3src.FindCredentials(env.Secrets, e.SecretName, env.DataDir); err == nil && c != nil {
+				out = append(out, c.SecretAccessKey, c.SessionToken)
+			}
+		case config.KindGCS:
+			if sa, err := gcssrc.FindServiceAccount(env.Secrets, e.SecretName, env.DataDir); err == nil && sa != nil {
+				var key struct {
+					PrivateKey   string `json:"private_key"`
+					PrivateKeyID string `json:"private_key_id"`
+				}
+				if json.Unmarshal(sa.JSON, &key) == nil {
+					out = append(out, key.PrivateKey, key.PrivateKeyID)
+				}
+			}
+		}
+	}
+	// Whitespace-only or tiny values would redact ordinary words.
+	kept := out[:0]
+	for _, v := range out {
+		if len(strings.TrimSpace(v)) >= 8 {
+			kept = append(kept, v)
+		}
+	}
+	return kept
+}
