@@ -18,11 +18,15 @@ import (
 	"github.com/weightfs/weightfs/fetch/sources"
 )
 
-// controlAddrFlag is shared by mount (where it listens) and wait/status
-// (where they ask).
-var controlAddrFlag = &cli.StringFlag{Name: "control-addr", Value: control.DefaultAddr, EnvVars: []string{"WEIGHTFS_CONTROL_ADDR"},
-	Usage: "control endpoint (/healthz, /readyz, /status, /metrics): host:port, or unix:/path/to.sock; \"off\" disables it (mount). " +
-		"If the default port is taken, mount warns and runs without it"}
+// controlAddrFlag is where mount listens; controlAskFlag is where wait and
+// status ask.
+var (
+	controlAddrFlag = &cli.StringFlag{Name: "control-addr", Value: control.DefaultAddr, EnvVars: []string{"WEIGHTFS_CONTROL_ADDR"},
+		Usage: "serve /healthz, /readyz, /status and /metrics here: host:port, or unix:/path/to.sock; \"off\" disables it. " +
+			"If the default port is taken, mount warns and runs without it; a port you set must be free"}
+	controlAskFlag = &cli.StringFlag{Name: "control-addr", Value: control.DefaultAddr, EnvVars: []string{"WEIGHTFS_CONTROL_ADDR"},
+		Usage: "control endpoint of the running mount (its --control-addr): host:port, or unix:/path/to.sock"}
+)
 
 // controlPlane is the mount's control server and metrics. The metrics work
 // even when nothing listens (the endpoint is optional), so the cache and fs

@@ -18,7 +18,7 @@ func statusCommand() *cli.Command {
 		Name:  "status",
 		Usage: "show how much of a running mount is cached: per volume files, bytes, percent, rate and ETA",
 		Flags: []cli.Flag{
-			controlAddrFlag,
+			controlAskFlag,
 			&cli.BoolFlag{Name: "json", Usage: "print the daemon's /status JSON as is (every file, its state and error)"},
 		},
 		Action: func(c *cli.Context) error {

@@ -24,8 +24,8 @@ func waitCommand() *cli.Command {
 		Name:  "wait",
 		Usage: "block until every file of a running mount is cached and verified (Truss's block_until_download_complete); exit 1 on timeout, 2 if a file failed verification",
 		Flags: []cli.Flag{
-			controlAddrFlag,
-			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long (default: wait forever, like Truss)"},
+			controlAskFlag,
+			&cli.DurationFlag{Name: "timeout", Usage: "give up after this long; 0 waits forever, like Truss"},
 			&cli.DurationFlag{Name: "poll", Value: 500 * time.Millisecond, Usage: "how often the daemon is asked"},
 			&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, Usage: "how often progress is printed to stderr (0: never)"},
 		},
