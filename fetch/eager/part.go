@@ -1,0 +1,312 @@
+package eager
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+// ProgressSuffix names the sidecar beside a part file that records which
+// ranges of it are written.
+const ProgressSuffix = ".progress"
+
+// progressRecord is the sidecar of a part file. Everything but Done says
+// which object the part belongs to: if any of it differs on restart (another
+// commit, another chunk size), the part is started over rather than mixing
+// bytes of two objects.
+type progressRecord struct {
+	Version       int    `json:"version"` // 1
+	Path          string `json:"path"`
+	Size          int64  `json:"size"`
+	ChunkSize     int64  `json:"chunk_size"`
+	Checksum      string `json:"checksum"`
+	ObjectVersion string `json:"object_version"`
+	Done          string `json:"done"` // base64 bitmap: bit i (LSB first) = range i written
+}
+
+// part is one file being assembled: the part file written with pwrite at
+// each range's offset, the set of ranges written, and the streaming hash of
+// its contiguous written prefix.
+type part struct {
+	t      Target
+	read   fetch.RangeReader // t.Reader behind the retry policy
+	path   string            // the part file
+	chunk  int64
+	chunks int
+	f      *os.File // nil until opened
+
+	mu       sync.Mutex
+	cond     *sync.Cond // prefix advanced, or stopped
+	done     []byte     // GUARDED_BY(mu); bitmap of written ranges
+	left     int        // GUARDED_BY(mu); ranges not yet written
+	prefix   int64      // GUARDED_BY(mu); bytes [0, prefix) are all written
+	stopped  error      // GUARDED_BY(mu); set when the file failed or the run ends
+	settled  bool       // GUARDED_BY(mu); no more ranges are wanted (in place, failed, or being committed)
+	counted  bool       // GUARDED_BY(mu); counted as done or failed (exactly once)
+	pass     int        // GUARDED_BY(mu); 1 on the first download, 2 after a mismatch
+	resumed  int64      // bytes found written by an earlier run
+	hashing  bool       // GUARDED_BY(mu); the hasher of this pass is running
+	hashDone chan hashResult
+	dirty    bool // GUARDED_BY(mu); the sidecar is behind
+	saving   bool // GUARDED_BY(mu); a sidecar write is in progress
+}
+
+type hashResult struct {
+	sum string
+	err error
+}
+
+func newPart(t Target, read fetch.RangeReader, chunk int64) *part {
+	p := &part{t: t, read: read, path: t.Part, chunk: chunk, pass: 1}
+	p.chunks = int((t.File.Size + chunk - 1) / chunk)
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// reset forgets every written range (a fresh pass). The bitmap is made only
+// once the space check passed (a file is a few bits per MiB).
+// LOCKS_REQUIRED(mu)
+func (p *part) reset() {
+	p.done = make([]byte, (p.chunks+7)/8)
+	p.left = p.chunks
+	p.prefix = 0
+	p.hashing = false
+	p.hashDone = make(chan hashResult, 1)
+}
+
+func (p *part) sidecar() string { return p.path + ProgressSuffix }
+
+func (p *part) record() progressRecord {
+	return progressRecord{Version: 1, Path: p.t.File.Path, Size: p.t.File.Size, ChunkSize: p.chunk,
+		Checksum: p.t.File.Checksum.String(), ObjectVersion: p.t.File.Version}
+}
+
+func (p *part) isDone(i int) bool { return p.done[i/8]&(1<<(i%8)) != 0 }
+
+// open opens (or creates) the part file, takes over the ranges an earlier
+// run recorded if its sidecar describes this very object, and reserves the
+// file's full size. It returns the indices of the ranges still to fetch.
+func (p *part) open() ([]int, error) {
+	if err := os.MkdirAll(filepath.Dir(p.path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p.path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	p.f = f
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.reset()
+	if info, err := f.Stat(); err == nil && info.Size() == p.t.File.Size {
+		p.loadSidecar()
+	}
+	if p.left == p.chunks {
+		// Nothing to take over: start from an empty file, so no stale
+		// byte of another object survives in a range we never write.
+		if err := f.Truncate(0); err != nil {
+			return nil, err
+		}
+	}
+	if err := preallocate(f, p.t.File.Size); err != nil {
+		return nil, fmt.Errorf("reserving %d bytes for %s: %w", p.t.File.Size, p.path, err)
+	}
+	var missing []int
+	for i := 0; i < p.chunks; i++ {
+		if !p.isDone(i) {
+			missing = append(missing, i)
+		}
+	}
+	p.advancePrefix()
+	return missing, nil
+}
+
+// loadSidecar takes over the written ranges recorded by an earlier run.
+// LOCKS_REQUIRED(mu)
+func (p *part) loadSidecar() {
+	b, err := os.ReadFile(p.sidecar())
+	if err != nil {
+		return
+	}
+	var r progressRecord
+	if json.Unmarshal(b, &r) != nil {
+		return
+	}
+	want := p.record()
+	done, err := base64.StdEncoding.DecodeString(r.Done)
+	r.Done = ""
+	if err != nil || r != want || len(done) != len(p.done) {
+		return
+	}
+	p.done = done
+	p.left = 0
+	for i := 0; i < p.chunks; i++ {
+		if p.isDone(i) {
+			p.resumed += p.rangeLen(i)
+		} else {
+			p.left++
+		}
+	}
+}
+
+func (p *part) rangeLen(i int) int64 {
+	return min(p.chunk, p.t.File.Size-int64(i)*p.chunk)
+}
+
+// advancePrefix moves prefix over every written range at its end.
+// LOCKS_REQUIRED(mu)
+func (p *part) advancePrefix() {
+	for p.prefix < p.t.File.Size {
+		i := int(p.prefix / p.chunk)
+		if !p.isDone(i) {
+			break
+		}
+		p.prefix += p.rangeLen(i)
+	}
+	p.cond.Broadcast()
+}
+
+// markDone records range i as written (its pwrite returned), saves the
+// sidecar, and reports whether it was the last one of this pass.
+func (p *part) markDone(i int) (last bool) {
+	p.mu.Lock()
+	if p.isDone(i) || p.settled {
+		p.mu.Unlock()
+		return false
+	}
+	p.done[i/8] |= 1 << (i % 8)
+	p.left--
+	last = p.left == 0
+	p.advancePrefix()
+	p.mu.Unlock()
+	p.saveSidecar()
+	return last
+}
+
+// saveSidecar writes the record of written ranges. Concurrent callers
+// coalesce: one writes while the others mark it dirty. A range is recorded
+// only after its bytes were handed to the kernel, so a killed process
+// resumes correctly; a power loss may lose recorded bytes, which the
+// checksum catches (and the second pass refetches).
+func (p *part) saveSidecar() {
+	p.mu.Lock()
+	p.dirty = true
+	if p.saving {
+		p.mu.Unlock()
+		return
+	}
+	p.saving = true
+	for p.dirty && !p.settled {
+		p.dirty = false
+		r := p.record()
+		r.Done = base64.StdEncoding.EncodeToString(p.done)
+		p.mu.Unlock()
+		b, _ := json.Marshal(r)
+		writeFileAtomic(p.sidecar(), b) // best effort: losing it costs a refetch
+		p.mu.Lock()
+	}
+	p.saving = false
+	p.cond.Broadcast() // waitSaved
+	p.mu.Unlock()
+}
+
+// waitSaved returns once no sidecar write is in flight.
+func (p *part) waitSaved() {
+	p.mu.Lock()
+	for p.saving {
+		p.cond.Wait()
+	}
+	p.mu.Unlock()
+}
+
+// startHash starts hashing the written prefix as it grows, once per pass;
+// the digest arrives on hashDone. Hashing alongside the download leaves only
+// the last ranges to hash once the final one lands.
+func (p *part) startHash() {
+	sum := p.t.File.Checksum
+	p.mu.Lock()
+	if p.hashing || sum.IsZero() {
+		p.mu.Unlock()
+		return
+	}
+	p.hashing = true
+	out := p.hashDone
+	p.mu.Unlock()
+	go func() {
+		s, err := Digest(sum.Algo, &prefixReader{p: p}, p.t.File.Size)
+		out <- hashResult{s, err}
+	}()
+}
+
+// settleOnce marks the part settled and reports whether this call was the
+// first to count it as done or failed.
+func (p *part) settleOnce() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.settled = true
+	if p.counted {
+		return false
+	}
+	p.counted = true
+	return true
+}
+
+// stop ends the hasher and any wait on this part with err.
+func (p *part) stop(err error) {
+	p.mu.Lock()
+	if p.stopped == nil {
+		p.stopped = err
+	}
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+func (p *part) close() {
+	if p.f != nil {
+		p.f.Close()
+		p.f = nil
+	}
+}
+
+// prefixReader reads the part file sequentially, waiting for each byte to be
+// written before reading it.
+type prefixReader struct {
+	p   *part
+	pos int64
+}
+
+var errStopped = errors.New("stopped")
+
+func (r *prefixReader) Read(b []byte) (int, error) {
+	p := r.p
+	if r.pos >= p.t.File.Size {
+		return 0, io.EOF
+	}
+	p.mu.Lock()
+	for p.prefix <= r.pos && p.stopped == nil {
+		p.cond.Wait()
+	}
+	if p.stopped != nil {
+		err := p.stopped
+		p.mu.Unlock()
+		return 0, err
+	}
+	avail := p.prefix - r.pos
+	p.mu.Unlock()
+	if int64(len(b)) > avail {
+		b = b[:avail]
+	}
+	n, err := p.f.ReadAt(b, r.pos)
+	r.pos += int64(n)
+	if err == io.EOF && n == len(b) {
+		err = nil
+	}
+	return n, err
+}
