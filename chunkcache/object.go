@@ -289,26 +289,34 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 	buf := make([]byte, cLen)
 	start := time.Now()
 	err := o.fetchRanges(ctx, cOff, buf)
-	if err == nil {
-		o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
-		o.c.fetchedBytes.Add(cLen)
-		cl.buf = buf
-		o.store(idx, gen, buf)
-	} else {
+	if err != nil {
 		cl.err = fmt.Errorf("%s %s: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
 		o.c.opts.Events.FetchFailed(o.origin, err)
-	}
-	o.mu.Lock()
-	delete(o.inflight, idx)
-	delete(o.waiters, idx)
-	if err != nil {
+		o.mu.Lock()
+		delete(o.inflight, idx)
+		delete(o.waiters, idx)
 		o.lastErr = cl.err
+		o.mu.Unlock()
+		close(cl.done)
+		return
 	}
-	if o.gen != gen {
-		cl.buf = nil // dropped while in flight: never serve it
+	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
+	o.c.fetchedBytes.Add(cLen)
+	// Wake the waiters before touching the disk: they are served from this
+	// buffer, so a slow cache disk never sits on the read path. The call
+	// stays in flight until the chunk is stored, so late readers join it
+	// rather than fetching again.
+	o.mu.Lock()
+	if o.gen == gen {
+		cl.buf = buf // dropped while in flight: never serve it
 	}
 	o.mu.Unlock()
 	close(cl.done)
+	o.store(idx, gen, buf)
+	o.mu.Lock()
+	delete(o.inflight, idx)
+	delete(o.waiters, idx)
+	o.mu.Unlock()
 }
 
 func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte) error {

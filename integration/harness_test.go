@@ -4,7 +4,6 @@
 package integration
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,13 @@ import (
 var weightfsBin string
 
 func TestMain(m *testing.M) {
+	if p := os.Getenv(mmapChildEnv); p != "" {
+		if err := mmapChild(p); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		fmt.Fprintln(os.Stderr, "\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!")
 		fmt.Fprintln(os.Stderr, "!!! SKIPPING ALL MOUNT INTEGRATION TESTS: /dev/fuse is absent on this machine !!!")
@@ -52,25 +57,18 @@ type mount struct {
 	dir    string // mountpoint
 	cache  string
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *logFile
 	exited chan struct{}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// logFile is the daemon's stderr. It is a real file, not a pipe into this
+// process: a test blocked in a page fault on the mount must never be what
+// stops the daemon from writing its log (that would deadlock both).
+type logFile struct{ path string }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+func (l *logFile) String() string {
+	b, _ := os.ReadFile(l.path)
+	return string(b)
 }
 
 type mountOpts struct {
@@ -116,9 +114,15 @@ func startMount(t *testing.T, hub *hubemu.Server, o mountOpts) (*mount, error) {
 		cmd.Env = append(cmd.Env, "HF_ENDPOINT="+hub.URL())
 	}
 	cmd.Env = append(cmd.Env, o.env...)
-	m := &mount{t: t, dir: o.mountDir, cache: o.cacheDir, cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
-	cmd.Stderr = m.stderr
-	cmd.Stdout = m.stderr
+	logPath := filepath.Join(t.TempDir(), "weightfs.log")
+	lf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer lf.Close()
+	m := &mount{t: t, dir: o.mountDir, cache: o.cacheDir, cmd: cmd, stderr: &logFile{logPath}, exited: make(chan struct{})}
+	cmd.Stderr = lf
+	cmd.Stdout = lf
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

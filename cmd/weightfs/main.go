@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,7 +16,13 @@ import (
 	"github.com/weightfs/weightfs/fetch/sources"
 )
 
+// logOut is stderr behind a queue, so logging never blocks a FUSE read.
+var logOut = newAsyncWriter(os.Stderr, 4096)
+
+func sleepMillis(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
+
 func main() {
+	startPprof()
 	app := &cli.App{
 		Name:  "weightfs",
 		Usage: "mount model weights (Hugging Face, S3, GCS) lazily, streaming bytes as they are read",
@@ -29,7 +36,9 @@ func main() {
 		// Errors are printed once, as one clear line, by main; never a stack.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	if err := app.Run(os.Args); err != nil {
+	err := app.Run(os.Args)
+	logOut.flush()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "weightfs: %v\n", err)
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) && ec.ExitCode() != 0 {
@@ -76,7 +85,7 @@ func newLogger(c *cli.Context) *slog.Logger {
 	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
 		lvl = slog.LevelInfo
 	}
-	l := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	l := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: lvl}))
 	slog.SetDefault(l)
 	return l
 }
