@@ -310,9 +310,10 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 	if o.gen == gen {
 		cl.buf = buf // dropped while in flight: never serve it
 	}
+	_, demanded := o.waiters[idx]
 	o.mu.Unlock()
 	close(cl.done)
-	o.store(idx, gen, buf)
+	o.store(idx, gen, buf, demanded)
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)
@@ -336,7 +337,11 @@ func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte) error {
 // store writes a fetched chunk to disk and marks it present. A failed
 // write (full disk) is logged once; the bytes are still served from memory
 // to the readers waiting for them.
-func (o *Object) store(idx int, gen uint64, buf []byte) {
+//
+// Only chunks a reader asked for enter the memory tier: prefetched chunks
+// would flush it (a model is many times its size) and pin memory the GC
+// then has to fight for; the page cache holds them anyway.
+func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) {
 	o.dataMu.RLock()
 	defer o.dataMu.RUnlock()
 	o.mu.Lock()
@@ -358,7 +363,9 @@ func (o *Object) store(idx int, gen uint64, buf []byte) {
 		o.noteDiskError(err)
 		return
 	}
-	o.c.mem.put(o.memKey(gen, idx), buf)
+	if toMem {
+		o.c.mem.put(o.memKey(gen, idx), buf)
+	}
 	o.mu.Lock()
 	complete := false
 	if o.gen == gen && !o.present[idx] {
