@@ -2,7 +2,10 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -105,7 +108,7 @@ func TestGCSMountErrorsAreClear(t *testing.T) {
 // One daemon with an S3 entry (keys and session token in a secret) and a GCS
 // entry (a service account key in the data folder), at debug level, through
 // listing, reads and unmount: no credential value in any line it writes, nor
-// in `weightfs ls`.
+// in what the control endpoint serves, nor in `weightfs ls`.
 func TestS3AndGCSCredentialsNeverInDaemonOutput(t *testing.T) {
 	s3o := newS3Origin(t)
 	s3o.bucket(t, "weights")
@@ -131,11 +134,29 @@ model_cache:
     volume_folder: from-gcs
 `
 	env := append(append(s3Env(s3o.srv.URL), gcsEnv(gcso.host)...), s3SecretEnv("aws_creds"))
-	args := []string{"--data-dir", dataDir, "--log-level", "debug"}
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	args := []string{"--data-dir", dataDir, "--log-level", "debug", "--control-addr", "unix:" + sock}
 	secrets := append(saKeySecrets(t), s3Secrets...)
 	m := mustMount(t, nil, mountOpts{config: cfg, env: env, args: args})
 	for _, vol := range []string{"from-s3", "from-gcs"} {
 		checkSameFiles(t, vol, treeSums(t, m.path(vol)), sumsOf(files))
+	}
+	// Nor in what the control endpoint serves.
+	ctl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	for _, path := range []string{"/status", "/metrics", "/readyz"} {
+		resp, err := ctl.Get("http://weightfs" + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || (path == "/status" && !bytes.Contains(body, []byte("from-gcs"))) {
+			t.Errorf("GET %s: %s\n%s", path, resp.Status, body)
+		}
+		checkCleanOutput(t, string(body), secrets...)
 	}
 	if !s3o.sawKey(testAccessKeyID) {
 		t.Error("S3 requests were not signed with the secret's keys")
