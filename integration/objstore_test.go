@@ -48,6 +48,7 @@ type s3Origin struct {
 	srv     *httptest.Server
 	gets    atomic.Int64 // GetObject requests (content), listings excluded
 	lists   atomic.Int64 // ListObjectsV2 requests
+	denyGet atomic.Bool  // answer GetObject with 403 AccessDenied (a policy without s3:GetObject)
 
 	mu   sync.Mutex
 	keys map[string]bool // GUARDED_BY(mu); access key IDs seen in Authorization
@@ -63,6 +64,12 @@ func newS3Origin(t *testing.T) *s3Origin {
 				o.lists.Add(1)
 			} else if strings.Count(strings.Trim(r.URL.Path, "/"), "/") >= 1 { // /bucket/key
 				o.gets.Add(1)
+				if o.denyGet.Load() {
+					w.Header().Set("Content-Type", "application/xml")
+					w.WriteHeader(http.StatusForbidden)
+					io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>`)
+					return
+				}
 			}
 		}
 		if _, rest, ok := strings.Cut(r.Header.Get("Authorization"), "Credential="); ok {

@@ -166,6 +166,27 @@ func checkObjectChanged(t *testing.T, m *mount, v1 []byte, replace func(v2 []byt
 	}
 }
 
+// Credentials that may list but not read (the seed's IAM policy without
+// s3:GetObject): the mount comes up, a read fails with EIO, and the log says
+// access was denied and with which credentials.
+func TestS3ReadDeniedGivesEIOWithTheCredentialSource(t *testing.T) {
+	origin := newS3Origin(t)
+	origin.bucket(t, "weights")
+	origin.put(t, "weights", "llm/model.safetensors", bytes.Repeat([]byte{1}, 1<<20))
+	origin.denyGet.Store(true)
+	m := mustMount(t, nil, mountOpts{
+		config: "model_cache:\n  - repo_id: s3://weights/llm\n    use_volume: true\n    volume_folder: llm\n    runtime_secret_name: aws_creds\n",
+		env:    append(s3Env(origin.srv.URL), s3SecretEnv("aws_creds")),
+		args:   []string{"--prefetch=false", "--read-timeout", "5s"},
+	})
+	if _, err := os.ReadFile(m.path("llm", "model.safetensors")); !isEIO(err) {
+		t.Fatalf("read with GetObject denied: err = %v, want EIO", err)
+	}
+	m.stop()
+	checkAll(t, m.stderr.String(), "s3://weights/llm/model.safetensors", "access denied using secret aws_creds (env TRUSS_SECRET_aws_creds)", "s3:GetObject")
+	checkCleanOutput(t, m.stderr.String(), s3Secrets...)
+}
+
 func TestS3MountErrorsAreClear(t *testing.T) {
 	origin := newS3Origin(t)
 	origin.bucket(t, "weights")
