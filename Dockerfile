@@ -6,7 +6,7 @@
 #     -v $PWD/examples/sdxl/config.yaml:/app/config.yaml:ro weightfs ls --config /app/config.yaml
 # See examples/README.md for the entrypoint, sidecar and build-time recipes.
 
-FROM golang:1.26-bookworm AS build
+FROM golang:1.26 AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
