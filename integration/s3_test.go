@@ -232,7 +232,7 @@ func TestS3MountErrorsAreClear(t *testing.T) {
 			s3Env(origin.srv.URL), nil,
 			[]string{"model_cache[0] (s3://weights/llm)", "no object matches", `"*.gguf"`, `"*.bin"`, "(2 objects there)"}},
 		{"empty prefix", entry("s3://weights/not-there/", ""), s3Env(origin.srv.URL), nil,
-			[]string{"no object matches", `prefix "not-there/"`, "(0 objects there)"}},
+			[]string{"no objects at all", `prefix "not-there/"`, "check repo_id"}},
 		{"credentials file without the secret key", entry("s3://weights/llm", ""), s3Env(origin.srv.URL), []string{"--data-dir", noSecretKey},
 			[]string{filepath.Join(noSecretKey, "s3_credentials.json"), "aws_secret_access_key", "missing"}},
 		{"credentials file without the key id", entry("s3://weights/llm", ""), s3Env(origin.srv.URL), []string{"--data-dir", noKeyID},

@@ -97,6 +97,11 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 		s.log.Warn("skipped objects whose names are not usable as file paths (empty, '.' or '..' segments)",
 			"count", len(skipped), "first", skipped[0])
 	}
+	if len(files) == 0 && total == 0 {
+		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
+			"%s: no objects at all under bucket %q prefix %q, so nothing for allow_patterns %q / ignore_patterns %q: check repo_id",
+			s.entry.Name(), s.bucket, s.prefix, nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns)))
+	}
 	if len(files) == 0 {
 		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
 			"%s: no object matches allow_patterns %q and ignore_patterns %q under bucket %q prefix %q (%d objects there)",
