@@ -111,7 +111,6 @@ func runMount(c *cli.Context) error {
 	}
 	log.Info("listing served", "mountpoint", mp, "volumes", len(rs), "files", files, "size", humanBytes(bytes),
 		"from_saved_manifest", offline, "elapsed", time.Since(start).Round(time.Millisecond))
-	ctl.ready(rs, op, c.Bool("prefetch"))
 
 	if c.Bool("prefetch") {
 		objs, err := op.objects()
@@ -122,6 +121,9 @@ func runMount(c *cli.Context) error {
 			go logProgress(ctx, p, c.Duration("progress-every"), log)
 		}
 	}
+	// Ready once the tree answers; after prefetch starts, so the probe
+	// never delays the first fetch.
+	ctl.ready(rs, op, c.Bool("prefetch"))
 
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()
