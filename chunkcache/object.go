@@ -70,6 +70,7 @@ type Object struct {
 	ra         readaheadState   // GUARDED_BY(mu)
 	waiters    map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
 	closed     bool             // GUARDED_BY(mu); the cache was closed
+	onDrop     []func()         // GUARDED_BY(mu); told when content is dropped
 }
 
 // call is one in-flight chunk fetch that any number of readers may wait on.
@@ -407,6 +408,16 @@ func (o *Object) Ensure(ctx context.Context, idx int) error {
 		return nil
 	}
 	return o.readChunk(ctx, idx, 0, nil, false)
+}
+
+// OnDrop registers fn to run whenever the object's content is dropped
+// after failing verification, so layers above can forget copies of it (the
+// kernel's page cache above all: bytes a reader saw before the verdict must
+// not be served again from there).
+func (o *Object) OnDrop(fn func()) {
+	o.mu.Lock()
+	o.onDrop = append(o.onDrop, fn)
+	o.mu.Unlock()
 }
 
 // Present reports whether chunk idx is on disk.

@@ -116,6 +116,14 @@ func (o *Object) setState(s state) {
 // memory-tier entries of the old one are never served), clears the log and
 // punches out the data file.
 func (o *Object) drop() {
+	defer func() {
+		o.mu.Lock()
+		fns := append([]func(){}, o.onDrop...)
+		o.mu.Unlock()
+		for _, fn := range fns {
+			fn()
+		}
+	}()
 	o.dataMu.Lock()
 	defer o.dataMu.Unlock()
 	o.mu.Lock()

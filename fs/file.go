@@ -57,6 +57,12 @@ func (n *fileNode) contentLocked() (Content, error) {
 		if err != nil {
 			return nil, err
 		}
+		if d, ok := c.(dropNotifier); ok {
+			// Bytes that failed verification may sit in the kernel's page
+			// cache (FOPEN_KEEP_CACHE): evict them so they are never
+			// served again; the next read comes back to the daemon.
+			d.OnDrop(func() { n.NotifyContent(0, 0) })
+		}
 		n.content = c
 	}
 	return n.content, nil
@@ -129,6 +135,9 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	return fuse.ReadResultData(dest[:k]), 0
 }
+
+// dropNotifier is implemented by content that can discard bytes it served.
+type dropNotifier interface{ OnDrop(func()) }
 
 // handle is one open file. backing is set when the kernel reads a local
 // copy directly.
