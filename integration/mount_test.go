@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -114,8 +116,16 @@ func readMmap(p string, size int64) ([]byte, error) {
 	if size == 0 {
 		return os.ReadFile(p)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mmapChildEnv+"="+p)
+	return readMmapThreads(p, size, 1)
+}
+
+// readMmapThreads is readMmap with the page faults spread over threads
+// goroutines taking 1 MiB blocks in turn, the way a 4-thread loader faults.
+func readMmapThreads(p string, size int64, threads int) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), mmapChildEnv+"="+p, fmt.Sprintf("%s=%d", mmapThreadsEnv, threads))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
@@ -128,8 +138,12 @@ func readMmap(p string, size int64) ([]byte, error) {
 	return b, nil
 }
 
-// mmapChildEnv names the file a child test process maps and copies to stdout.
-const mmapChildEnv = "WEIGHTFS_TEST_MMAP_CHILD"
+// mmapChildEnv names the file a child test process maps and copies to
+// stdout; mmapThreadsEnv says how many goroutines fault its pages.
+const (
+	mmapChildEnv   = "WEIGHTFS_TEST_MMAP_CHILD"
+	mmapThreadsEnv = "WEIGHTFS_TEST_MMAP_THREADS"
+)
 
 // mmapChild is the child side of readMmap: map, fault every page, write.
 func mmapChild(p string) error {
@@ -147,7 +161,21 @@ func mmapChild(p string) error {
 		return err
 	}
 	defer syscall.Munmap(b)
-	_, err = os.Stdout.Write(b)
+	threads, _ := strconv.Atoi(os.Getenv(mmapThreadsEnv))
+	out := make([]byte, len(b))
+	var wg sync.WaitGroup
+	const block = 1 << 20
+	for t := 0; t < max(threads, 1); t++ {
+		wg.Add(1)
+		go func(t int) {
+			defer wg.Done()
+			for off := t * block; off < len(b); off += max(threads, 1) * block {
+				copy(out[off:min(off+block, len(b))], b[off:])
+			}
+		}(t)
+	}
+	wg.Wait()
+	_, err = os.Stdout.Write(out)
 	return err
 }
 
@@ -305,6 +333,65 @@ func TestSixteenConcurrentReadersOfOneFile(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+func TestFourThreadMmapLoadersNeverDeadlock(t *testing.T) {
+	hub := newHub(t, hubemu.Options{PerConnBytesPerSec: 200 << 20, TTFB: 5 * time.Millisecond})
+	origin := llmRepo(t, hub, 48<<20, 3)
+	m := mustMount(t, hub, mountOpts{config: llmConfig, args: []string{"--read-timeout", "60s"}})
+	shards, _ := filepath.Glob(filepath.Join(origin, "*.safetensors"))
+	var wg sync.WaitGroup
+	errs := make(chan error, len(shards))
+	for _, p := range shards {
+		wg.Add(1)
+		go func(p string) {
+			defer wg.Done()
+			want, _ := os.ReadFile(p)
+			got, err := readMmapThreads(m.path("llm", filepath.Base(p)), int64(len(want)), 4)
+			if err == nil && !bytes.Equal(got, want) {
+				err = fmt.Errorf("%s: bytes differ from origin", filepath.Base(p))
+			}
+			if err != nil {
+				errs <- err
+			}
+		}(p)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestPrefetchCompletesWholeModelWithNobodyReading(t *testing.T) {
+	hub := newHub(t, hubemu.Options{})
+	origin := llmRepo(t, hub, 32<<20, 2)
+	m := mustMount(t, hub, mountOpts{config: llmConfig, args: []string{"--progress-every", "200ms"}})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(m.stderr.String(), "prefetch complete") {
+		if time.Now().After(deadline) {
+			t.Fatalf("prefetch did not complete:\n%s", m.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	served := hub.BytesServed()
+	want := int64(0)
+	for _, n := range treeSizes(t, origin) {
+		want += n
+	}
+	if served < want {
+		t.Fatalf("origin served %d bytes, model is %d", served, want)
+	}
+	// Everything now comes from the cache: reading it all costs the origin nothing.
+	got := treeSums(t, m.path("llm"))
+	for rel, sum := range treeSums(t, origin) {
+		if got[rel] != sum {
+			t.Errorf("%s differs", rel)
+		}
+	}
+	if hub.BytesServed() != served {
+		t.Fatalf("reads after prefetch fetched %d more bytes", hub.BytesServed()-served)
 	}
 }
 
