@@ -253,11 +253,11 @@ func reportFetch(d *eager.Downloader, done <-chan struct{}, every time.Duration,
 		for {
 			select {
 			case <-done:
-				fmt.Fprintf(os.Stderr, "\r%s\n", progressBar(d.Progress(), r.update(d.Progress()), terminalWidth(os.Stderr)))
+				fmt.Fprintf(os.Stderr, "\r\033[K%s\n", progressBar(d.Progress(), r.update(d.Progress()), terminalWidth(os.Stderr)))
 				return
 			case <-t.C:
 				p := d.Progress()
-				fmt.Fprintf(os.Stderr, "\r%s", progressBar(p, r.update(p), terminalWidth(os.Stderr)))
+				fmt.Fprintf(os.Stderr, "\r\033[K%s", progressBar(p, r.update(p), terminalWidth(os.Stderr)))
 			}
 		}
 	}
@@ -317,19 +317,21 @@ func eta(p eager.Progress, bps float64) string {
 	if p.DoneBytes >= p.TotalBytes {
 		return "0s"
 	}
-	if bps <= 0 {
-		return "unknown"
+	if bps <= 0 || p.Elapsed < 2*time.Second {
+		return "unknown" // too early to tell
 	}
 	return time.Duration(float64(p.TotalBytes-p.DoneBytes) / bps * float64(time.Second)).Round(time.Second).String()
 }
 
+// progressBar is one line for a terminal; the bar takes what the text,
+// padded to a steady width, leaves of it.
 func progressBar(p eager.Progress, bps float64, width int) string {
-	text := fmt.Sprintf(" %5.1f%% %s/%s %s/s ETA %s %d/%d files", percent(p), humanBytes(p.DoneBytes),
+	text := fmt.Sprintf(" %5.1f%% %10s/%-10s %10s/s  ETA %-8s %d/%d files", percent(p), humanBytes(p.DoneBytes),
 		humanBytes(p.TotalBytes), humanBytes(int64(bps)), eta(p, bps), p.FilesDone, p.Files)
 	if p.FilesFailed > 0 {
 		text += fmt.Sprintf(" (%d failed)", p.FilesFailed)
 	}
-	bar := width - len(text) - 3
+	bar := min(width-len(text)-3, 50)
 	if bar < 10 {
 		return text
 	}

@@ -215,11 +215,6 @@ func (d *Downloader) Run(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if ctx.Err() != nil {
-		for _, p := range parts {
-			p.stop(ctx.Err())
-		}
-	}
 	d.finishers.Wait()
 	for _, p := range parts {
 		p.waitSaved()
@@ -461,8 +456,9 @@ func (d *Downloader) work(ctx context.Context) {
 		}
 		d.fetchedBytes.Add(n)
 		d.doneBytes.Add(n)
-		p.startHash()
-		if p.markDone(j.i) {
+		last, pass := p.markDone(j.i)
+		p.feed(off, buf[:n], pass)
+		if last {
 			d.finishers.Add(1)
 			go d.finish(p)
 		}
@@ -478,22 +474,13 @@ func (d *Downloader) finish(p *part) {
 	t := p.t
 	sum := t.File.Checksum
 	if !sum.IsZero() {
-		p.startHash()
-		res := <-p.hashDone
-		if res.err != nil {
-			if errors.Is(res.err, context.Canceled) || errors.Is(res.err, errStopped) {
-				return // the run is ending; the part stays for the next one
-			}
-			p.mu.Lock()
-			stopped := p.stopped != nil
-			p.mu.Unlock()
-			if !stopped {
-				d.fail(p, t, fmt.Errorf("hashing %s: %w", p.path, res.err))
-			}
+		got, err := p.digest()
+		if err != nil {
+			d.fail(p, t, err)
 			return
 		}
-		if res.sum != sum.Value {
-			mismatch := &MismatchError{Algo: sum.Algo, Want: sum.Value, Got: res.sum}
+		if got != sum.Value {
+			mismatch := &MismatchError{Algo: sum.Algo, Want: sum.Value, Got: got}
 			p.mu.Lock()
 			p.pass++
 			second := p.pass > 2
@@ -511,6 +498,10 @@ func (d *Downloader) finish(p *part) {
 				return
 			}
 			d.log.Warn("downloaded file does not match its checksum; fetching it once more", "file", t.label(), "err", mismatch)
+			if err := p.resetHash(); err != nil {
+				d.fail(p, t, err)
+				return
+			}
 			d.doneBytes.Add(-t.File.Size)
 			p.saveSidecar()
 			if p.chunks == 0 {
@@ -589,7 +580,6 @@ func (d *Downloader) fail(p *part, t Target, err error) {
 		if !p.settleOnce() {
 			return
 		}
-		p.stop(errStopped)
 	}
 	d.log.Error("file failed", "file", t.label(), "err", err)
 	d.filesFailed.Add(1)

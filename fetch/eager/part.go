@@ -3,12 +3,12 @@ package eager
 import (
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
+	"hash"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/weightfs/weightfs/fetch"
 )
@@ -32,7 +32,7 @@ type progressRecord struct {
 }
 
 // part is one file being assembled: the part file written with pwrite at
-// each range's offset, the set of ranges written, and the streaming hash of
+// each range's offset, the set of ranges written, and the running hash of
 // its contiguous written prefix.
 type part struct {
 	t      Target
@@ -42,29 +42,29 @@ type part struct {
 	chunks int
 	f      *os.File // nil until opened
 
-	mu       sync.Mutex
-	cond     *sync.Cond // prefix advanced, or stopped
-	done     []byte     // GUARDED_BY(mu); bitmap of written ranges
-	left     int        // GUARDED_BY(mu); ranges not yet written
-	prefix   int64      // GUARDED_BY(mu); bytes [0, prefix) are all written
-	stopped  error      // GUARDED_BY(mu); set when the file failed or the run ends
-	settled  bool       // GUARDED_BY(mu); no more ranges are wanted (in place, failed, or being committed)
-	counted  bool       // GUARDED_BY(mu); counted as done or failed (exactly once)
-	pass     int        // GUARDED_BY(mu); 1 on the first download, 2 after a mismatch
-	resumed  int64      // bytes found written by an earlier run
-	hashing  bool       // GUARDED_BY(mu); the hasher of this pass is running
-	hashDone chan hashResult
-	dirty    bool // GUARDED_BY(mu); the sidecar is behind
-	saving   bool // GUARDED_BY(mu); a sidecar write is in progress
-}
+	verify bool // the file has a checksum
 
-type hashResult struct {
-	sum string
-	err error
+	mu      sync.Mutex
+	cond    *sync.Cond // a sidecar write ended
+	done    []byte     // GUARDED_BY(mu); bitmap of written ranges
+	left    int        // GUARDED_BY(mu); ranges not yet written
+	prefix  int64      // GUARDED_BY(mu); bytes [0, prefix) are all written
+	settled bool       // GUARDED_BY(mu); no more ranges are wanted (in place, failed, or being committed)
+	counted bool       // GUARDED_BY(mu); counted as done or failed (exactly once)
+	pass    int        // GUARDED_BY(mu); 1 on the first download, 2 after a mismatch
+	resumed int64      // bytes found written by an earlier run
+	dirty   bool       // GUARDED_BY(mu); the sidecar is behind
+	saving  bool       // GUARDED_BY(mu); a sidecar write is in progress
+
+	// Lock order: hmu, then mu.
+	hmu     sync.Mutex
+	h       hash.Hash    // GUARDED_BY(hmu); nil unless verify
+	hashed  atomic.Int64 // written under hmu: bytes [0, hashed) are in h
+	hashErr error        // GUARDED_BY(hmu)
 }
 
 func newPart(t Target, read fetch.RangeReader, chunk int64) *part {
-	p := &part{t: t, read: read, path: t.Part, chunk: chunk, pass: 1}
+	p := &part{t: t, read: read, path: t.Part, chunk: chunk, pass: 1, verify: !t.File.Checksum.IsZero()}
 	p.chunks = int((t.File.Size + chunk - 1) / chunk)
 	p.cond = sync.NewCond(&p.mu)
 	return p
@@ -77,8 +77,6 @@ func (p *part) reset() {
 	p.done = make([]byte, (p.chunks+7)/8)
 	p.left = p.chunks
 	p.prefix = 0
-	p.hashing = false
-	p.hashDone = make(chan hashResult, 1)
 }
 
 func (p *part) sidecar() string { return p.path + ProgressSuffix }
@@ -102,6 +100,9 @@ func (p *part) open() ([]int, error) {
 		return nil, err
 	}
 	p.f = f
+	if err := p.resetHash(); err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reset()
@@ -170,16 +171,17 @@ func (p *part) advancePrefix() {
 		}
 		p.prefix += p.rangeLen(i)
 	}
-	p.cond.Broadcast()
 }
 
 // markDone records range i as written (its pwrite returned), saves the
-// sidecar, and reports whether it was the last one of this pass.
-func (p *part) markDone(i int) (last bool) {
+// sidecar, and reports whether it was the last one of this pass, and which
+// pass that is.
+func (p *part) markDone(i int) (last bool, pass int) {
 	p.mu.Lock()
+	pass = p.pass
 	if p.isDone(i) || p.settled {
 		p.mu.Unlock()
-		return false
+		return false, pass
 	}
 	p.done[i/8] |= 1 << (i % 8)
 	p.left--
@@ -187,7 +189,7 @@ func (p *part) markDone(i int) (last bool) {
 	p.advancePrefix()
 	p.mu.Unlock()
 	p.saveSidecar()
-	return last
+	return last, pass
 }
 
 // saveSidecar writes the record of written ranges. Concurrent callers
@@ -226,23 +228,100 @@ func (p *part) waitSaved() {
 	p.mu.Unlock()
 }
 
-// startHash starts hashing the written prefix as it grows, once per pass;
-// the digest arrives on hashDone. Hashing alongside the download leaves only
-// the last ranges to hash once the final one lands.
-func (p *part) startHash() {
-	sum := p.t.File.Checksum
-	p.mu.Lock()
-	if p.hashing || sum.IsZero() {
-		p.mu.Unlock()
+// feed hashes the written prefix as it grows, so that only the last ranges
+// are left to hash once the final one lands. The caller has just recorded
+// the range at off, whose bytes are still in b: when that range is next in
+// line it is hashed from memory; ranges that landed out of order are read
+// back from the part file (the page cache, normally). One worker hashes a
+// file at a time; the others leave their range to it rather than wait.
+// pass is the one b was fetched in: bytes of an abandoned pass are never fed.
+func (p *part) feed(off int64, b []byte, pass int) {
+	if !p.verify {
 		return
 	}
-	p.hashing = true
-	out := p.hashDone
-	p.mu.Unlock()
-	go func() {
-		s, err := Digest(sum.Algo, &prefixReader{p: p}, p.t.File.Size)
-		out <- hashResult{s, err}
-	}()
+	for p.hmu.TryLock() {
+		p.mu.Lock()
+		if p.pass != pass {
+			b = nil
+		}
+		p.mu.Unlock()
+		p.drain(off, b)
+		p.hmu.Unlock()
+		// A range recorded while we held the lock was left to us.
+		if p.prefixNow() <= p.hashed.Load() {
+			return
+		}
+	}
+}
+
+// digest hashes whatever is left (every range is written) and returns the
+// file's checksum value.
+func (p *part) digest() (string, error) {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.drain(-1, nil)
+	if p.hashErr != nil {
+		return "", p.hashErr
+	}
+	if n := p.hashed.Load(); n != p.t.File.Size {
+		return "", fmt.Errorf("hashed %d of %d bytes", n, p.t.File.Size)
+	}
+	return sumHex(p.t.File.Checksum.Algo, p.h), nil
+}
+
+var readbackBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// drain feeds the hash up to the written prefix.
+// LOCKS_REQUIRED(hmu)
+func (p *part) drain(off int64, b []byte) {
+	for p.hashErr == nil {
+		pos, prefix := p.hashed.Load(), p.prefixNow()
+		if pos >= prefix {
+			return
+		}
+		if b != nil && off == pos {
+			p.h.Write(b)
+			p.hashed.Store(pos + int64(len(b)))
+			b = nil
+			continue
+		}
+		end := prefix
+		if b != nil && off > pos && off < end {
+			end = off
+		}
+		bp := readbackBufs.Get().(*[]byte)
+		for pos < end && p.hashErr == nil {
+			n := min(int64(len(*bp)), end-pos)
+			if _, err := p.f.ReadAt((*bp)[:n], pos); err != nil {
+				p.hashErr = fmt.Errorf("reading back %s: %w", p.path, err)
+				break
+			}
+			p.h.Write((*bp)[:n])
+			pos += n
+			p.hashed.Store(pos)
+		}
+		readbackBufs.Put(bp)
+	}
+}
+
+// resetHash starts the hash over (a fresh pass).
+func (p *part) resetHash() error {
+	p.hmu.Lock()
+	defer p.hmu.Unlock()
+	p.hashed.Store(0)
+	p.hashErr = nil
+	if !p.verify {
+		return nil
+	}
+	h, err := newHash(p.t.File.Checksum.Algo, p.t.File.Size)
+	p.h = h
+	return err
+}
+
+func (p *part) prefixNow() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.prefix
 }
 
 // settleOnce marks the part settled and reports whether this call was the
@@ -258,55 +337,9 @@ func (p *part) settleOnce() bool {
 	return true
 }
 
-// stop ends the hasher and any wait on this part with err.
-func (p *part) stop(err error) {
-	p.mu.Lock()
-	if p.stopped == nil {
-		p.stopped = err
-	}
-	p.cond.Broadcast()
-	p.mu.Unlock()
-}
-
 func (p *part) close() {
 	if p.f != nil {
 		p.f.Close()
 		p.f = nil
 	}
-}
-
-// prefixReader reads the part file sequentially, waiting for each byte to be
-// written before reading it.
-type prefixReader struct {
-	p   *part
-	pos int64
-}
-
-var errStopped = errors.New("stopped")
-
-func (r *prefixReader) Read(b []byte) (int, error) {
-	p := r.p
-	if r.pos >= p.t.File.Size {
-		return 0, io.EOF
-	}
-	p.mu.Lock()
-	for p.prefix <= r.pos && p.stopped == nil {
-		p.cond.Wait()
-	}
-	if p.stopped != nil {
-		err := p.stopped
-		p.mu.Unlock()
-		return 0, err
-	}
-	avail := p.prefix - r.pos
-	p.mu.Unlock()
-	if int64(len(b)) > avail {
-		b = b[:avail]
-	}
-	n, err := p.f.ReadAt(b, r.pos)
-	r.pos += int64(n)
-	if err == io.EOF && n == len(b) {
-		err = nil
-	}
-	return n, err
 }
