@@ -12,13 +12,12 @@ package eager
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -74,10 +73,10 @@ var DefaultRetry = fetch.RetryPolicy{Attempts: 5, AttemptTimeout: 2 * time.Minut
 // Progress is a snapshot of a run.
 type Progress struct {
 	Files, FilesDone, FilesFailed int
-	TotalBytes                    int64 // of all files
-	DoneBytes                     int64 // present: found in place, resumed or fetched
-	FetchedBytes                  int64 // from the network in this run
-	Elapsed                       time.Duration
+	TotalBytes                    int64         // of all files
+	DoneBytes                     int64         // present: found in place, resumed or fetched
+	FetchedBytes                  int64         // from the network in this run
+	Elapsed                       time.Duration // since New
 }
 
 // Failure is one file that could not be put in place.
@@ -130,11 +129,26 @@ type Downloader struct {
 	finishers sync.WaitGroup
 }
 
-// job is one range of one part.
+// job is one range of one part, or its primer.
 type job struct {
 	p *part
-	i int
+	i int // range index, or primeRange
 }
+
+// primeRange marks the job that primes a file: one 1-byte read before its
+// ranges go out in parallel. Why: the Hub answers the first read of an LFS
+// file with a redirect to a signed CDN URL that the source then reuses;
+// without a primer, every range in flight would ask the Hub (64 resolve
+// calls per file instead of one, against the Hub's rate limits).
+const primeRange = -1
+
+// Priming states of a part (GUARDED_BY(Downloader.mu)).
+const (
+	primeNone    = iota // one range or none to fetch: no primer
+	primeWanted         // several ranges: the first taken becomes the primer
+	primeRunning        // the primer is in flight; the ranges wait
+	primeDone
+)
 
 // New checks the targets: every final path once, sizes not negative.
 func New(targets []Target, o Options) (*Downloader, error) {
@@ -155,7 +169,7 @@ func New(targets []Target, o Options) (*Downloader, error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	d := &Downloader{opts: o, log: o.Logger}
+	d := &Downloader{opts: o, log: o.Logger, start: time.Now()}
 	d.cond = sync.NewCond(&d.mu)
 	seen := map[string]string{}
 	for _, t := range targets {
@@ -177,10 +191,7 @@ func New(targets []Target, o Options) (*Downloader, error) {
 
 // Progress reports where the run stands; safe to call at any time.
 func (d *Downloader) Progress() Progress {
-	var el time.Duration
-	if !d.start.IsZero() {
-		el = time.Since(d.start)
-	}
+	el := time.Since(d.start)
 	return Progress{Files: len(d.targets), FilesDone: int(d.filesDone.Load()), FilesFailed: int(d.filesFailed.Load()),
 		TotalBytes: d.total, DoneBytes: d.doneBytes.Load(), FetchedBytes: d.fetchedBytes.Load(), Elapsed: el}
 }
@@ -190,7 +201,6 @@ func (d *Downloader) Progress() Progress {
 // the files that are not; or ctx's error when interrupted, with every part
 // file and its sidecar kept for the next run.
 func (d *Downloader) Run(ctx context.Context) error {
-	d.start = time.Now()
 	parts := d.check(ctx)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -233,133 +243,6 @@ func (d *Downloader) Run(ctx context.Context) error {
 	return nil
 }
 
-// check looks at each final path: a file in place with the right size and
-// checksum is kept (hashed only when no ledger vouches for it); a wrong one
-// is removed. It returns the parts still to assemble.
-func (d *Downloader) check(ctx context.Context) []*part {
-	var (
-		mu    sync.Mutex
-		parts []*part
-		wg    sync.WaitGroup
-		sem   = make(chan struct{}, d.opts.Checkers)
-	)
-	for _, t := range d.targets {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if ctx.Err() != nil {
-				return
-			}
-			inPlace, err := d.inPlace(t)
-			switch {
-			case err != nil:
-				d.fail(nil, t, err)
-			case inPlace:
-				d.placed(nil, t)
-			default:
-				p := newPart(t, fetch.Retrying(t.Reader, d.retryPolicy(t)), d.opts.ChunkSize)
-				mu.Lock()
-				parts = append(parts, p)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return parts
-}
-
-func (d *Downloader) retryPolicy(t Target) fetch.RetryPolicy {
-	p := d.opts.Retry
-	if p.OnRetry == nil {
-		p.OnRetry = func(err error) { d.log.Warn("ranged read failed, retrying", "file", t.label(), "err", err) }
-	}
-	return p
-}
-
-// inPlace reports whether t.Path already holds the right file.
-func (d *Downloader) inPlace(t Target) (bool, error) {
-	info, err := os.Stat(t.Path)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	if !info.Mode().IsRegular() {
-		return false, fmt.Errorf("%s exists and is not a regular file", t.Path)
-	}
-	sum := t.File.Checksum
-	ok := info.Size() == t.File.Size
-	switch {
-	case !ok:
-		d.log.Warn("file in place has the wrong size; fetching it again", "file", t.label(), "path", t.Path,
-			"size", info.Size(), "want", t.File.Size)
-	case sum.IsZero():
-		return true, nil // the size is all the origin lets us check
-	case t.Ledger != nil && t.Ledger.Verified(t.Path, info, sum):
-		return true, nil
-	default:
-		f, err := os.Open(t.Path)
-		if err != nil {
-			return false, err
-		}
-		got, err := Digest(sum.Algo, f, t.File.Size)
-		f.Close()
-		if err != nil {
-			return false, fmt.Errorf("hashing %s: %w", t.Path, err)
-		}
-		if got == sum.Value {
-			if t.Ledger != nil {
-				t.Ledger.Add(t.Path, sum)
-			}
-			return true, nil
-		}
-		d.log.Warn("file in place does not match its checksum; fetching it again", "file", t.label(), "path", t.Path,
-			"want", sum.String(), "got", sum.Algo+":"+got)
-	}
-	if t.Ledger != nil {
-		t.Ledger.Forget(t.Path)
-	}
-	return false, removeIfExists(t.Path)
-}
-
-// checkSpace fails fast when a filesystem cannot hold what is still to
-// fetch, instead of after hours of download.
-func (d *Downloader) checkSpace(parts []*part) error {
-	type fsNeed struct {
-		dir         string
-		need, avail int64
-	}
-	byDev := map[uint64]*fsNeed{}
-	for _, p := range parts {
-		dir := filepath.Dir(p.path)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-		avail, dev, ok := freeSpace(dir)
-		if !ok {
-			continue
-		}
-		n := byDev[dev]
-		if n == nil {
-			n = &fsNeed{dir: dir, avail: avail}
-			byDev[dev] = n
-		}
-		n.need += p.t.File.Size
-		if info, err := os.Stat(p.path); err == nil {
-			n.need -= min(info.Size(), p.t.File.Size) // already reserved by an earlier run
-		}
-	}
-	for _, n := range byDev {
-		if n.need > n.avail {
-			return fmt.Errorf("not enough space on the filesystem of %s: %s more needed, %s free",
-				n.dir, humanBytes(n.need), humanBytes(n.avail))
-		}
-	}
-	return nil
-}
-
 // plan opens every part and queues its missing ranges: smallest files
 // first (many small files finish early and cheaply; the loader's config and
 // index are among them), then the big ones, each in offset order so that
@@ -392,6 +275,9 @@ func (d *Downloader) plan(parts []*part) {
 			continue
 		}
 		d.mu.Lock()
+		if len(missing) > 1 {
+			p.prime = primeWanted
+		}
 		for _, i := range missing {
 			d.queue = append(d.queue, job{p, i})
 		}
@@ -412,10 +298,20 @@ func (d *Downloader) next(ctx context.Context) (job, bool) {
 		if ctx.Err() != nil || d.unsettled == 0 {
 			return job{}, false
 		}
-		if len(d.queue) > 0 {
-			j := d.queue[0]
-			d.queue = d.queue[1:]
-			return j, true
+		for k, j := range d.queue {
+			switch j.p.prime {
+			case primeNone, primeDone:
+				if k == 0 {
+					d.queue = d.queue[1:]
+				} else {
+					d.queue = slices.Delete(d.queue, k, k+1)
+				}
+				return j, true
+			case primeWanted:
+				j.p.prime = primeRunning
+				return job{p: j.p, i: primeRange}, true
+			}
+			// primeRunning: this file's ranges wait for its primer.
 		}
 		d.cond.Wait()
 	}
@@ -437,10 +333,21 @@ func (d *Downloader) work(ctx context.Context) {
 		if skip {
 			continue
 		}
-		off, n := int64(j.i)*p.chunk, p.rangeLen(j.i)
 		if buf == nil {
 			buf = make([]byte, d.opts.ChunkSize)
 		}
+		if j.i == primeRange {
+			// Errors are left to the ranges, which retry and report them.
+			if err := p.read.ReadRange(ctx, p.t.File, 0, buf[:1]); err != nil && ctx.Err() == nil {
+				d.log.Debug("priming read failed", "file", p.t.label(), "err", err)
+			}
+			d.mu.Lock()
+			p.prime = primeDone
+			d.cond.Broadcast()
+			d.mu.Unlock()
+			continue
+		}
+		off, n := int64(j.i)*p.chunk, p.rangeLen(j.i)
 		err := p.read.ReadRange(ctx, p.t.File, off, buf[:n])
 		if err == nil {
 			if _, err = p.f.WriteAt(buf[:n], off); err != nil {
@@ -598,17 +505,4 @@ func (d *Downloader) settle(p *part) {
 	d.unsettled--
 	d.cond.Broadcast()
 	d.mu.Unlock()
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

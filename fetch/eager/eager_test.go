@@ -29,6 +29,12 @@ type fakeOrigin struct {
 }
 
 func (o *fakeOrigin) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
+	if len(p) == 1 && f.Size > 1 { // a primer: recorded, but not counted as a range
+		o.mu.Lock()
+		o.order = append(o.order, f.Path+"@prime")
+		o.mu.Unlock()
+		return nil
+	}
 	n := o.reads.Add(1)
 	if o.failAt > 0 && n > o.failAt {
 		return fetch.Permanent(errors.New("origin gone"))
@@ -166,7 +172,8 @@ func TestSmallFilesFirstThenRangesInOrder(t *testing.T) {
 	if _, err := run(t, targetsFor(root, o, files, nil), Options{Workers: 1}); err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"one.bin@0", "exact.json@0", "nosum.bin@0", "nosum.bin@1024", "nosum.bin@2048"}
+	want := []string{"one.bin@0", "exact.json@0", "nosum.bin@prime", "nosum.bin@0", "nosum.bin@1024", "nosum.bin@2048",
+		"sub/dir/big.safetensors@prime"}
 	for i := range 10 {
 		want = append(want, fmt.Sprintf("sub/dir/big.safetensors@%d", i*testChunk))
 	}
@@ -235,7 +242,7 @@ func TestWithoutLedgerFilesInPlaceAreHashed(t *testing.T) {
 			t.Errorf("a verified file was fetched again: %s", r)
 		}
 	}
-	if len(o.order) != 10 {
+	if len(o.order) != 11 { // a primer, then the ranges
 		t.Fatalf("want the 10 ranges of the damaged file fetched again, got %v", o.order)
 	}
 }
@@ -394,4 +401,40 @@ func TestNotEnoughSpaceFailsFast(t *testing.T) {
 	if err == nil || o.reads.Load() != 0 {
 		t.Fatalf("want a space error before any read, got %v after %d reads", err, o.reads.Load())
 	}
+}
+
+// primedOrigin checks that no range of a file goes out before its primer
+// returned (each would otherwise ask the Hub for its own redirect).
+type primedOrigin struct {
+	*fakeOrigin
+	primed atomic.Bool
+	early  atomic.Int32
+}
+
+func (o *primedOrigin) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
+	if len(p) == 1 && f.Size > 1 {
+		time.Sleep(30 * time.Millisecond)
+		o.primed.Store(true)
+		return nil
+	}
+	if !o.primed.Load() {
+		o.early.Add(1)
+	}
+	return o.fakeOrigin.ReadRange(ctx, f, off, p)
+}
+
+func TestRangesWaitForTheirPrimer(t *testing.T) {
+	o, files := fixture(t)
+	big := files[3]
+	po := &primedOrigin{fakeOrigin: o}
+	root := t.TempDir()
+	ts := targetsFor(root, o, []fetch.File{big}, nil)
+	ts[0].Reader = po
+	if _, err := run(t, ts, Options{Workers: 8}); err != nil {
+		t.Fatal(err)
+	}
+	if n := po.early.Load(); n != 0 || !po.primed.Load() {
+		t.Fatalf("%d ranges went out before the primer returned", n)
+	}
+	assertTree(t, root, o, []fetch.File{big})
 }

@@ -43,6 +43,7 @@ type part struct {
 	f      *os.File // nil until opened
 
 	verify bool // the file has a checksum
+	prime  int  // GUARDED_BY(Downloader.mu); primeNone, primeWanted, ...
 
 	mu      sync.Mutex
 	cond    *sync.Cond // a sidecar write ended
