@@ -1,54 +1,16 @@
 package chunkcache
 
 import (
-	"crypto/md5"
-	"crypto/sha1"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"hash"
-	"hash/crc32"
 	"io"
 	"os"
-	"strconv"
 
 	"github.com/weightfs/weightfs/fetch"
 )
 
-// newHasher returns a hash for algo, already fed any prefix the algorithm
-// needs (git hashes "blob <size>\x00" before the content).
-func newHasher(algo string, size int64) (hash.Hash, error) {
-	switch algo {
-	case fetch.AlgoSHA256:
-		return sha256.New(), nil
-	case fetch.AlgoGitSHA1:
-		h := sha1.New()
-		io.WriteString(h, "blob "+strconv.FormatInt(size, 10)+"\x00")
-		return h, nil
-	case fetch.AlgoMD5:
-		return md5.New(), nil
-	case fetch.AlgoCRC32C:
-		return crc32.New(crc32.MakeTable(crc32.Castagnoli)), nil
-	}
-	return nil, fmt.Errorf("unknown checksum algorithm %q", algo)
-}
-
 // Digest computes the checksum of r (size bytes) with algo, hex encoded.
 func Digest(algo string, r io.Reader, size int64) (string, error) {
-	h, err := newHasher(algo, size)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(h, r); err != nil {
-		return "", err
-	}
-	if algo == fetch.AlgoCRC32C {
-		var b [4]byte
-		binary.BigEndian.PutUint32(b[:], h.(hash.Hash32).Sum32())
-		return hex.EncodeToString(b[:]), nil
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return fetch.Digest(algo, r, size)
 }
 
 // verify hashes the complete data file. On a match the object is marked

@@ -83,7 +83,7 @@ func (d *Downloader) inPlace(t Target) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		got, err := Digest(sum.Algo, f, t.File.Size)
+		got, err := fetch.Digest(sum.Algo, f, t.File.Size)
 		f.Close()
 		if err != nil {
 			return false, fmt.Errorf("hashing %s: %w", t.Path, err)

@@ -68,7 +68,7 @@ func randBytes(seed uint64, n int) []byte {
 
 func checksum(t *testing.T, algo string, b []byte) fetch.Checksum {
 	t.Helper()
-	v, err := Digest(algo, bytes.NewReader(b), int64(len(b)))
+	v, err := fetch.Digest(algo, bytes.NewReader(b), int64(len(b)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -267,7 +267,7 @@ func (p *part) digest() (string, error) {
 	if n := p.hashed.Load(); n != p.t.File.Size {
 		return "", fmt.Errorf("hashed %d of %d bytes", n, p.t.File.Size)
 	}
-	return sumHex(p.t.File.Checksum.Algo, p.h), nil
+	return fetch.SumHex(p.t.File.Checksum.Algo, p.h), nil
 }
 
 var readbackBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
@@ -314,7 +314,7 @@ func (p *part) resetHash() error {
 	if !p.verify {
 		return nil
 	}
-	h, err := newHash(p.t.File.Checksum.Algo, p.t.File.Size)
+	h, err := fetch.NewHash(p.t.File.Checksum.Algo, p.t.File.Size)
 	p.h = h
 	return err
 }

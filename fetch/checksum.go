@@ -1,4 +1,4 @@
-package eager
+package fetch
 
 import (
 	"crypto/md5"
@@ -11,34 +11,31 @@ import (
 	"hash/crc32"
 	"io"
 	"strconv"
-
-	"github.com/weightfs/weightfs/fetch"
 )
 
-// newHash returns a hash for algo, already fed any prefix the algorithm needs
-// (git hashes "blob <size>\x00" before the content). It mirrors the chunk
-// cache's verifier; it is repeated here so that fetch/ never imports
-// chunkcache (the arrow points the other way).
-func newHash(algo string, size int64) (hash.Hash, error) {
+// NewHash returns a hash for algo, already fed any prefix the algorithm needs
+// (git hashes "blob <size>\x00" before the content). The chunk cache and the
+// eager downloader both verify with it, so there is one notion of a checksum.
+func NewHash(algo string, size int64) (hash.Hash, error) {
 	switch algo {
-	case fetch.AlgoSHA256:
+	case AlgoSHA256:
 		return sha256.New(), nil
-	case fetch.AlgoGitSHA1:
+	case AlgoGitSHA1:
 		h := sha1.New()
 		io.WriteString(h, "blob "+strconv.FormatInt(size, 10)+"\x00")
 		return h, nil
-	case fetch.AlgoMD5:
+	case AlgoMD5:
 		return md5.New(), nil
-	case fetch.AlgoCRC32C:
+	case AlgoCRC32C:
 		return crc32.New(crc32.MakeTable(crc32.Castagnoli)), nil
 	}
 	return nil, fmt.Errorf("unknown checksum algorithm %q", algo)
 }
 
-// sumHex is h's digest as the origin writes it: hex, and for crc32c the
+// SumHex is h's digest as the origin writes it: hex, and for crc32c the
 // big-endian 4 bytes.
-func sumHex(algo string, h hash.Hash) string {
-	if algo == fetch.AlgoCRC32C {
+func SumHex(algo string, h hash.Hash) string {
+	if algo == AlgoCRC32C {
 		var b [4]byte
 		binary.BigEndian.PutUint32(b[:], h.(hash.Hash32).Sum32())
 		return hex.EncodeToString(b[:])
@@ -48,7 +45,7 @@ func sumHex(algo string, h hash.Hash) string {
 
 // Digest computes the checksum of r (size bytes) with algo, hex encoded.
 func Digest(algo string, r io.Reader, size int64) (string, error) {
-	h, err := newHash(algo, size)
+	h, err := NewHash(algo, size)
 	if err != nil {
 		return "", err
 	}
@@ -60,5 +57,5 @@ func Digest(algo string, r io.Reader, size int64) (string, error) {
 	if n != size {
 		return "", fmt.Errorf("read %d of %d bytes", n, size)
 	}
-	return sumHex(algo, h), nil
+	return SumHex(algo, h), nil
 }
