@@ -1,13 +1,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/weightfs/weightfs/chunkcache"
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
 	"github.com/weightfs/weightfs/fetch/eager"
@@ -60,22 +57,11 @@ func runFetch(c *cli.Context) error {
 	if c.Int("workers") <= 0 || c.Int("chunk-mb") <= 0 {
 		return fmt.Errorf("--workers and --chunk-mb must be positive")
 	}
-	entries, err := config.Load(c.String("config"))
+	rs, ctx, release, err := resolveConfig(c, log)
 	if err != nil {
 		return err
 	}
-	logWarnings(log, entries)
-	cache, err := chunkcache.Open(chunkcache.Options{Dir: c.String("cache-dir"), MemoryBytes: -1, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer cache.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	rs, err := resolveAll(ctx, entries, sourceEnv(c, log), cache, c.Bool("refresh"))
-	if err != nil {
-		return err
-	}
+	defer release()
 	hfDir := c.String("hf-cache")
 	if hfDir == "" {
 		if hfDir, err = hfcache.Dir(os.Getenv); err != nil {

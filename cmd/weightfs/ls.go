@@ -1,17 +1,11 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"text/tabwriter"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/weightfs/weightfs/chunkcache"
-	"github.com/weightfs/weightfs/fetch/config"
 )
 
 func lsCommand() *cli.Command {
@@ -21,23 +15,11 @@ func lsCommand() *cli.Command {
 		Flags: []cli.Flag{configFlag, cacheDirFlag, secretsDirFlag, dataDirFlag, refreshFlag, logLevelFlag},
 		Action: func(c *cli.Context) error {
 			log := newLogger(c)
-			entries, err := config.Load(c.String("config"))
+			rs, _, done, err := resolveConfig(c, log)
 			if err != nil {
 				return err
 			}
-			logWarnings(log, entries)
-			cache, err := chunkcache.Open(chunkcache.Options{Dir: c.String("cache-dir"), MemoryBytes: -1, Logger: log})
-			if err != nil {
-				return err
-			}
-			defer cache.Close()
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			env := sourceEnv(c, log)
-			rs, err := resolveAll(ctx, entries, env, cache, c.Bool("refresh"))
-			if err != nil {
-				return err
-			}
+			defer done()
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
 			for _, r := range rs {
 				m := r.manifest

@@ -1,6 +1,10 @@
 package main
 
 import (
+	"os"
+	"os/signal"
+	"syscall"
+
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/urfave/cli/v2"
 
 	"github.com/weightfs/weightfs/chunkcache"
 	"github.com/weightfs/weightfs/fetch"
@@ -74,6 +80,29 @@ func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chu
 	}
 	r.manifest = m
 	return r, nil
+}
+
+// resolveConfig is the common start of commands that only need manifests
+// (ls, fetch): load and check the config, then resolve every entry, with the
+// saved manifests as a cache. done releases what it opened; ctx ends on
+// SIGINT/SIGTERM.
+func resolveConfig(c *cli.Context, log *slog.Logger) (rs []*resolved, ctx context.Context, done func(), err error) {
+	entries, err := config.Load(c.String("config"))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	logWarnings(log, entries)
+	cache, err := chunkcache.Open(chunkcache.Options{Dir: c.String("cache-dir"), MemoryBytes: -1, Logger: log})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	done = func() { stop(); cache.Close() }
+	if rs, err = resolveAll(ctx, entries, sourceEnv(c, log), cache, c.Bool("refresh")); err != nil {
+		done()
+		return nil, nil, nil, err
+	}
+	return rs, ctx, done, nil
 }
 
 // opener serves fs opens from the chunk cache, each volume through its own
