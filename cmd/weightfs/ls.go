@@ -20,13 +20,13 @@ func lsCommand() *cli.Command {
 				return err
 			}
 			defer done()
-			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			for _, r := range rs {
 				m := r.manifest
 				fmt.Fprintf(os.Stdout, "# %s  repo=%s revision=%s commit=%s folder=%s files=%d size=%d (%s)\n",
 					r.entry.Name(), m.RepoID, m.Revision, m.Commit, r.entry.VolumeFolder, len(m.Files), m.TotalSize(), humanBytes(m.TotalSize()))
 				for _, f := range m.Files {
-					fmt.Fprintf(w, "%d\t  %s\t%s\t\n", f.Size, f.Checksum, f.Path)
+					fmt.Fprintf(w, "%14d\t%s\t%s\n", f.Size, f.Path, f.Checksum)
 				}
 				w.Flush()
 			}
