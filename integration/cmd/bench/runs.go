@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/weightfs/weightfs/integration/hubemu"
+)
+
+// Columns of the table, in order. The reference a baseline is compared with
+// is the weightfs configuration that reads the same origin.
+const (
+	colHF       = "weightfs-hf"
+	colS3       = "weightfs-s3"
+	colRclone   = "rclone-s3"
+	colS3fs     = "s3fs-s3"
+	colDownload = "download"
+	colFetch    = "weightfs-fetch"
+)
+
+// bench holds the origins and the results of one run.
+type bench struct {
+	s          settings
+	work       string // caches, mountpoints, downloads
+	originRoot string
+	hub        *hubemu.Server
+	s3         *s3Origin
+	main       *origin
+	res        *results
+	env        envInfo
+}
+
+func newBench(s settings) (*bench, error) {
+	b := &bench{s: s, res: newResults()}
+	var err error
+	if b.work, err = os.MkdirTemp(s.workDir, "weightfs-bench-"); err != nil {
+		return nil, err
+	}
+	if b.originRoot, err = os.MkdirTemp(s.originDir, "weightfs-bench-origin-"); err != nil {
+		return nil, err
+	}
+	b.env = collectEnv(s)
+	opts := hubemu.Options{PerConnBytesPerSec: s.perConn, AggregateBytesPerSec: s.aggregate, TTFB: s.ttfb}
+	if b.hub, err = hubemu.New(opts); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	if b.main, err = b.addOrigin(s.sizeMB); err != nil {
+		return nil, err
+	}
+	step("generated a %d-shard %d MiB model (%d files, %d bytes) in %s, served by the Hub emulator at %s",
+		len(b.main.model.Safetensors), s.sizeMB, len(b.main.files), b.main.total, since(t0), b.hub.URL())
+	if b.s3, err = newS3Origin(opts); err != nil {
+		return nil, err
+	}
+	if err := b.s3.add(b.main, "model"); err != nil {
+		return nil, err
+	}
+	step("S3 emulator (gofakes3, same throttle) at %s, bucket %s, prefix model/", b.s3.url, s3Bucket)
+	return b, nil
+}
+
+func (b *bench) addOrigin(sizeMB int64) (*origin, error) {
+	o, err := newOrigin(b.originRoot, sizeMB, b.s.shards)
+	if err != nil {
+		return nil, err
+	}
+	return o, b.hub.AddRepo(hubemu.Repo{ID: o.repoID, Dir: o.dir})
+}
+
+func (b *bench) close() {
+	b.hub.Close()
+	b.s3.close()
+	b.env.loadAfter = loadAvg()
+	if !b.s.keep {
+		os.RemoveAll(b.work)
+		os.RemoveAll(b.originRoot)
+	}
+}
+
+func (b *bench) skip(col string) bool { return b.s.skip[col] }
+
+// run measures every configuration on the main model, then weightfs-hf on
+// the extra sizes.
+func (b *bench) run() {
+	o := b.main
+	b.res.limit(rowTTFT, b.loadLimit(firstTensorBytes(o)))
+	b.res.limit(rowColdFile, b.loadLimit(o.total))
+	b.res.limit(rowColdTF, b.loadLimit(o.shardBytes()))
+	for _, t := range []*tool{b.weightfsTool("hf", o), b.weightfsTool("s3", o), b.rcloneTool(o), b.s3fsTool(o)} {
+		if !b.skip(t.name) {
+			b.runTool(t, o, true)
+		}
+	}
+	if !b.skip(colDownload) {
+		b.runEager(colDownload, o, func(ctx context.Context, dst string) (string, error) {
+			return dst, download(ctx, b.hub.URL(), o.repoID, o.files, dst, b.s.dlRanges, b.s.dlRangeMB<<20)
+		})
+	}
+	if help, ok := b.fetchCommand(); ok && !b.skip(colFetch) {
+		b.res.hasFetch = true
+		b.runEager(colFetch, o, func(ctx context.Context, dst string) (string, error) { return b.runFetch(ctx, help, o, dst) })
+	}
+	for _, size := range b.s.rssSizesMB {
+		if size == b.s.sizeMB || b.skip(colHF) {
+			continue
+		}
+		t0 := time.Now()
+		eo, err := b.addOrigin(size)
+		if err != nil {
+			b.res.fail(rowRSS(size), colHF, err)
+			continue
+		}
+		step("generated a %d MiB model for the RSS check in %s", size, since(t0))
+		b.runTool(b.weightfsTool("hf", eo), eo, false)
+		os.RemoveAll(eo.dir)
+	}
+}
+
+// runTool measures one FUSE filesystem. Each cold measurement gets its own
+// daemon, a fresh cache directory and an empty page cache; full adds the
+// listing, first-tensor and warm rows (the extra sizes only need the loads).
+func (b *bench) runTool(t *tool, o *origin, full bool) {
+	col := t.name
+	base := filepath.Join(b.work, fmt.Sprintf("%s-%dMiB", col, o.sizeMB))
+	mp := filepath.Join(base, "mnt")
+	defer os.RemoveAll(base)
+	coldFile, coldTF := rowColdFile, rowColdTF
+	if !full {
+		coldFile, coldTF = rowColdFileAt(o.sizeMB), rowColdTFAt(o.sizeMB)
+		b.res.limit(coldFile, b.loadLimit(o.total))
+		b.res.limit(coldTF, b.loadLimit(o.shardBytes()))
+	}
+	var peak int64
+	var peakErr error
+	notePeak := func(m *mount) {
+		if n, err := peakRSS(m.cmd.Process.Pid); err != nil {
+			peakErr = err
+		} else {
+			peak = max(peak, n)
+		}
+	}
+
+	if full {
+		step("%s: mount to listing", col)
+		b.session(t, mp, filepath.Join(base, "cache-listing"), true, []string{rowListing, rowStat}, func(m *mount) {
+			b.res.set(rowListing, col, cell{d: m.ready.Sub(m.start)})
+			err := m.guard(b.s.stepTimeout, func(context.Context) error { return statAll(m.root(), o.files) })
+			b.res.set(rowStat, col, cell{d: time.Since(m.start), err: err})
+		})
+		step("%s: time to first tensor", col)
+		b.session(t, mp, filepath.Join(base, "cache-ttft"), true, []string{rowTTFT}, func(m *mount) {
+			var n int64
+			err := m.guard(b.s.stepTimeout, func(context.Context) (err error) {
+				n, err = firstTensor(filepath.Join(m.root(), o.model.Safetensors[0]))
+				return err
+			})
+			b.res.set(rowTTFT, col, cell{d: time.Since(m.ready), bytes: n, err: err})
+			b.diagRun(m, "first tensor", n)
+		})
+	}
+
+	step("%s: cold load in file order (%d MiB)", col, o.sizeMB)
+	warmCache := filepath.Join(base, "cache-file")
+	b.session(t, mp, warmCache, true, []string{coldFile}, func(m *mount) {
+		var n int64
+		err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
+		b.res.set(coldFile, col, cell{d: time.Since(m.ready), bytes: n, err: err})
+		notePeak(m)
+		b.diagRun(m, fmt.Sprintf("cold file-order load, %d MiB", o.sizeMB), n)
+		if err == nil {
+			// Correctness, outside the timed part: every byte read through
+			// this mount equals the origin's.
+			b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), m.guard(b.s.stepTimeout, func(context.Context) error {
+				return verifySums(m.root(), o.files, o.sums)
+			}))
+		}
+	})
+
+	step("%s: cold load in transformers order (%d MiB)", col, o.sizeMB)
+	b.session(t, mp, filepath.Join(base, "cache-tf"), true, []string{coldTF}, func(m *mount) {
+		var n int64
+		err := m.guard(b.s.stepTimeout, func(ctx context.Context) (err error) {
+			n, err = loadTransformersProc(ctx, m.root(), o.model.Safetensors, b.s.threads)
+			return err
+		})
+		b.res.set(coldTF, col, cell{d: time.Since(m.ready), bytes: n, err: err})
+		notePeak(m)
+		b.diagRun(m, fmt.Sprintf("cold transformers-order load, %d MiB", o.sizeMB), n)
+	})
+	b.res.set(rowRSS(o.sizeMB), col, cell{mem: peak, err: peakErr})
+
+	if !full {
+		return
+	}
+	step("%s: warm reload (new daemon, same cache)", col)
+	b.session(t, mp, warmCache, false, []string{rowWarm}, func(m *mount) {
+		var n int64
+		err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
+		b.res.set(rowWarm, col, cell{d: time.Since(m.ready), bytes: n, err: err})
+		b.diagRun(m, "warm file-order load", n)
+	})
+	if col == colHF {
+		// The warm row's limit: the same bytes read straight from the cache
+		// directory's files, page cache dropped.
+		if err := dropCaches(); err != nil {
+			b.res.note(err.Error())
+		}
+		t0 := time.Now()
+		n, err := readCacheDir(warmCache)
+		b.res.limit(rowWarm, limit{d: time.Since(t0), bytes: n, err: err,
+			how: "the same bytes read directly from the cache dir's objects/*/*.data, page cache dropped"})
+	}
+}
+
+// session starts t over cache (emptied first when fresh) with the page cache
+// dropped, runs f and stops the daemon. A mount that fails fails rows.
+func (b *bench) session(t *tool, mp, cache string, fresh bool, rows []string, f func(m *mount)) {
+	if fresh {
+		os.RemoveAll(cache)
+	}
+	if err := dropCaches(); err != nil {
+		b.res.note(err.Error())
+	}
+	if t.counters != nil {
+		t.counters.reset()
+	}
+	m, err := startMount(t, mp, cache, b.s.mountTimeout)
+	if err != nil {
+		for _, r := range rows {
+			b.res.fail(r, t.name, err)
+		}
+		return
+	}
+	defer m.stop()
+	f(m)
+}
+
+// diagRun records what one timed run cost: origin traffic, daemon CPU and
+// memory, and when weightfs reported the whole model cached.
+func (b *bench) diagRun(m *mount, what string, read int64) {
+	d := fmt.Sprintf("%s, %s: read %s in %s", m.tool.name, what, mib(read), time.Since(m.ready).Round(time.Millisecond))
+	if m.tool.counters != nil {
+		reqs, bytes := m.tool.counters.read()
+		d += fmt.Sprintf("; origin sent %s in %d requests", mib(bytes), reqs)
+		if read > 0 {
+			d += fmt.Sprintf(" (%.2f× the bytes read)", float64(bytes)/float64(read))
+		}
+	}
+	if cpu, err := cpuTime(m.cmd.Process.Pid); err == nil {
+		d += fmt.Sprintf("; daemon CPU %s", cpu.Round(10*time.Millisecond))
+	}
+	if rss, err := peakRSS(m.cmd.Process.Pid); err == nil {
+		d += fmt.Sprintf("; daemon peak RSS %s", mib(rss))
+	}
+	if at, ok := m.logs.seen("prefetch complete"); ok {
+		d += fmt.Sprintf("; \"prefetch complete\" %s after the listing", at.Sub(m.ready).Round(time.Millisecond))
+	}
+	b.res.diag(d)
+}
+
+// runEager measures a download-then-load baseline: fetch everything into a
+// local folder (page cache dropped before), then load from there. The loads
+// run right after the download, with its bytes still in the page cache, as
+// they would be in a pod; the warm row re-reads them with the cache dropped.
+// fetch returns the folder the model's files ended up in.
+func (b *bench) runEager(col string, o *origin, fetch func(ctx context.Context, dst string) (string, error)) {
+	dst := filepath.Join(b.work, col)
+	defer os.RemoveAll(dst)
+	os.RemoveAll(dst)
+	rows := []string{rowListing, rowStat, rowTTFT, rowColdFile, rowColdTF, rowWarm}
+	if err := dropCaches(); err != nil {
+		b.res.note(err.Error())
+	}
+	b.hub.ResetCounters()
+	step("%s: download %d MiB", col, o.sizeMB)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	t0 := time.Now()
+	var root string
+	err, _ := runWithin(b.s.stepTimeout, func() (err error) { root, err = fetch(ctx, dst); return err }, cancel)
+	dl := time.Since(t0)
+	if err != nil {
+		for _, r := range rows {
+			b.res.fail(r, col, fmt.Errorf("download: %w", err))
+		}
+		return
+	}
+	reqs, bytes := hubCounters{b.hub}.read()
+	b.res.diag(fmt.Sprintf("%s: downloaded %s in %s (%s/s); origin sent %s in %d requests",
+		col, mib(o.total), dl.Round(time.Millisecond), mb(float64(o.total)/dl.Seconds()), mib(bytes), reqs))
+	b.res.set(rowListing, col, cell{d: dl, note: "= download"})
+	b.res.set(rowStat, col, cell{d: dl, note: "= download"})
+
+	local := func(row string, load func() (int64, error)) {
+		t0 := time.Now()
+		var n int64
+		err, _ := runWithin(b.s.stepTimeout, func() (err error) { n, err = load(); return err }, cancel)
+		b.res.set(row, col, cell{d: dl + time.Since(t0), bytes: n, err: err, note: "download + load"})
+	}
+	local(rowTTFT, func() (int64, error) { return firstTensor(filepath.Join(root, o.model.Safetensors[0])) })
+	local(rowColdFile, func() (int64, error) { return loadFileOrder(root, o.files) })
+	local(rowColdTF, func() (int64, error) { return loadTransformersProc(ctx, root, o.model.Safetensors, b.s.threads) })
+	b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), verifySums(root, o.files, o.sums))
+
+	if err := dropCaches(); err != nil {
+		b.res.note(err.Error())
+	}
+	t0 = time.Now()
+	n, err := loadFileOrder(root, o.files)
+	b.res.set(rowWarm, col, cell{d: time.Since(t0), bytes: n, err: err, note: "local disk"})
+}
+
+// runFetch runs `weightfs fetch` into dst and returns where the files are.
+func (b *bench) runFetch(ctx context.Context, help string, o *origin, dst string) (string, error) {
+	cfg := filepath.Join(b.work, "config-fetch.yaml")
+	text := fmt.Sprintf("model_cache:\n  - repo_id: %s\n    revision: main\n    use_volume: true\n    volume_folder: model\n", o.repoID)
+	if err := os.WriteFile(cfg, []byte(text), 0o644); err != nil {
+		return "", err
+	}
+	args, err := fetchArgs(help, cfg, dst, filepath.Join(b.work, "fetch-cache"))
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, b.s.bin, args...)
+	cmd.Env = append(cleanEnv(), "HF_ENDPOINT="+b.hub.URL())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%v: %s", err, tailString(string(out), 400))
+	}
+	// The files may land in dst or in dst/<volume_folder>.
+	for _, root := range []string{dst, filepath.Join(dst, "model")} {
+		if _, err := os.Stat(filepath.Join(root, o.files[0].rel)); err == nil {
+			return root, nil
+		}
+	}
+	return "", fmt.Errorf("weightfs fetch succeeded but %s is neither in %s nor in its model/ folder", o.files[0].rel, dst)
+}
+
+// loadLimit is the origin's bound for reading n bytes: one time to first
+// byte, then n at the aggregate limit.
+func (b *bench) loadLimit(n int64) limit {
+	return limit{d: b.s.ttfb + time.Duration(float64(n)/float64(b.s.aggregate)*float64(time.Second)), bytes: n,
+		how: fmt.Sprintf("TTFB + %s ÷ aggregate", mib(n))}
+}
+
+// firstTensorBytes is what firstTensor reads from the first shard.
+func firstTensorBytes(o *origin) int64 {
+	h := o.model.Headers[o.model.Safetensors[0]]
+	order := h.Order()
+	if len(order) == 0 {
+		return h.DataStart
+	}
+	t := h.Tensors[order[0]]
+	return h.DataStart + t.End - t.Begin
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(time.Millisecond) }
