@@ -32,9 +32,15 @@ test: deps build vet
 demo: deps build
 	$(GO) run ./integration/cmd/demo -bin $(BIN)
 
-# Benchmarks (not part of test): writes BENCHMARKS.md.
+# Benchmarks (not part of test): weightfs against download-then-load, rclone
+# mount and s3fs on a throttled origin; writes BENCHMARKS.md. Installs Debian's
+# rclone and s3fs when missing (root); without them those rows show the error.
+# BENCHFLAGS passes flags, e.g. BENCHFLAGS=-quick for a fast sanity run.
 bench: deps build
-	$(GO) run ./integration/cmd/bench -bin $(BIN)
+	@for t in rclone s3fs; do command -v $$t >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone s3fs) >/dev/null 2>&1 || echo "warning: could not install rclone/s3fs"; \
+	  else echo "warning: $$t missing; install rclone and s3fs"; fi; break; }; done
+	$(GO) run ./integration/cmd/bench -bin $(BIN) $(BENCHFLAGS)
 
 clean:
 	rm -rf bin

@@ -74,7 +74,8 @@ var rcloneSettings = []string{
 }
 
 func (b *bench) rcloneTool(o *origin) *tool {
-	remote := fmt.Sprintf(":s3,provider=Other,endpoint=%s,access_key_id=%s,secret_access_key=%s:%s/%s",
+	// The endpoint is quoted: an unquoted ':' ends the connection string.
+	remote := fmt.Sprintf(":s3,provider=Other,endpoint='%s',access_key_id=%s,secret_access_key=%s:%s/%s",
 		b.s3.url, s3Key, s3Secret, s3Bucket, o.prefix)
 	conf := filepath.Join(b.work, "rclone.conf")
 	return &tool{name: "rclone-s3", counters: s3Counters{b.s3}, command: func(mp, cache string) (*exec.Cmd, error) {

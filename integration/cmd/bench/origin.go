@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -150,7 +151,10 @@ func newS3Origin(o hubemu.Options) (*s3Origin, error) {
 		return nil, err
 	}
 	s.url = "http://" + ln.Addr().String()
-	s.srv = &http.Server{Handler: hubemu.Throttle(counted, o), ReadHeaderTimeout: 10 * time.Second}
+	// ErrorLog: gofakes3 writes a second header when a client hangs up
+	// mid-body (rclone does, on seeks); net/http's complaint is noise here.
+	s.srv = &http.Server{Handler: hubemu.Throttle(counted, o), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: log.New(io.Discard, "", 0)}
 	go s.srv.Serve(ln)
 	return s, nil
 }
@@ -162,7 +166,10 @@ func (s *s3Origin) add(o *origin, prefix string) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.backend.PutObject(s3Bucket, prefix+"/"+f.rel, map[string]string{}, fh, f.size, nil)
+		// The metadata an upload through the S3 API would have stored;
+		// without Last-Modified, s3fs serves zeros instead of reading.
+		meta := map[string]string{"Last-Modified": time.Now().UTC().Format(http.TimeFormat), "Content-Type": "application/octet-stream"}
+		_, err = s.backend.PutObject(s3Bucket, prefix+"/"+f.rel, meta, fh, f.size, nil)
 		fh.Close()
 		if err != nil {
 			return fmt.Errorf("s3 emulator: put %s: %w", f.rel, err)
