@@ -40,7 +40,7 @@ func (b *bench) weightfsTool(kind string, o *origin) *tool {
 		args := []string{"mount", "--config", cfg, "--mountpoint", mp, "--cache-dir", cache,
 			"--secrets-dir", filepath.Join(b.work, "secrets"), "--data-dir", filepath.Join(b.work, "data")}
 		cmd := exec.Command(b.s.bin, append(args, b.s.weightfsArgs...)...)
-		cmd.Env = env
+		cmd.Env = append(env, b.s.weightfsEnv...)
 		return cmd, nil
 	}
 	return t

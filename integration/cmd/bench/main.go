@@ -39,11 +39,14 @@ type settings struct {
 	stepTimeout  time.Duration
 	mountTimeout time.Duration
 	threads      int      // transformers-order loader threads
+	warmRuns     int      // repetitions of each warm measurement (the median is reported)
 	dlRanges     int      // download baseline: ranges in flight
 	dlRangeMB    int64    // download baseline: range size
 	weightfsArgs []string // extra `weightfs mount` flags
+	weightfsEnv  []string // extra environment of `weightfs mount` (K=V)
 	skip         map[string]bool
 	keep         bool
+	logDir       string // where each daemon's output is saved ("" = nowhere)
 	command      string // how this run was started, for the report
 }
 
@@ -53,7 +56,7 @@ func main() {
 		return
 	}
 	var s settings
-	var rss, skip, wargs string
+	var rss, skip, wargs, wenv string
 	var perConnMbps, aggGbps float64
 	flag.StringVar(&s.bin, "bin", "bin/weightfs", "weightfs binary")
 	flag.Int64Var(&s.sizeMB, "size-mb", 2048, "model size for the full comparison, MiB")
@@ -68,12 +71,15 @@ func main() {
 	flag.BoolVar(&s.quick, "quick", false, "fast sanity run: 256 MiB model, 128 MiB extra size")
 	flag.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Minute, "deadline of one timed step (a load); past it the tool is killed and the step fails")
 	flag.DurationVar(&s.mountTimeout, "mount-timeout", 60*time.Second, "deadline for a mount to become ready")
+	flag.IntVar(&s.warmRuns, "warm-runs", 3, "repetitions of each warm (local disk) measurement; the median is reported")
 	flag.IntVar(&s.threads, "threads", 4, "threads of the transformers-order loader")
 	flag.IntVar(&s.dlRanges, "download-ranges", 64, "download baseline: ranged GETs in flight")
 	flag.Int64Var(&s.dlRangeMB, "download-range-mb", 8, "download baseline: range size, MiB")
 	flag.StringVar(&wargs, "weightfs-args", "", "extra flags for `weightfs mount`, space-separated (e.g. \"--workers 32\")")
+	flag.StringVar(&wenv, "weightfs-env", "", "extra environment for `weightfs mount`, space-separated K=V (e.g. \"WEIGHTFS_PPROF=127.0.0.1:6060 GODEBUG=gctrace=1\")")
 	flag.StringVar(&skip, "skip", "", "comma-separated configurations to leave out: weightfs-hf, weightfs-s3, rclone-s3, s3fs-s3, download, weightfs-fetch")
 	flag.BoolVar(&s.keep, "keep", false, "keep the work and origin dirs")
+	flag.StringVar(&s.logDir, "daemon-logs", "", "save the output of every mounted daemon (weightfs, rclone, s3fs) in this folder")
 	flag.Parse()
 
 	outSet := false
@@ -92,6 +98,7 @@ func main() {
 	s.perConn = int64(perConnMbps * 1e6 / 8)
 	s.aggregate = int64(aggGbps * 1e9 / 8)
 	s.weightfsArgs = strings.Fields(wargs)
+	s.weightfsEnv = strings.Fields(wenv)
 	s.skip = map[string]bool{}
 	for _, k := range strings.Split(skip, ",") {
 		if k = strings.TrimSpace(k); k != "" {

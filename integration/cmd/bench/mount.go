@@ -36,6 +36,7 @@ type mount struct {
 	exitErr      error
 	start, ready time.Time
 	minor        int // FUSE connection number (device minor), 0 = unknown
+	atReady      cpuSnapshot
 }
 
 // startMount starts t over cache at mp and waits until it is ready.
@@ -65,6 +66,7 @@ func startMount(t *tool, mp, cache string, timeout time.Duration) (*mount, error
 		select {
 		case <-m.logs.ch(t.readyLine):
 			m.ready, _ = m.logs.seen(t.readyLine)
+			m.atReady = takeCPUSnapshot()
 		case <-m.exited:
 			return nil, fmt.Errorf("%s exited before it was ready (%v): %s", t.name, m.exitErr, m.logs.tail(600))
 		case <-deadline:
@@ -79,6 +81,7 @@ func startMount(t *tool, mp, cache string, timeout time.Duration) (*mount, error
 	for {
 		if minor, ok := mountMinor(mp); ok {
 			m.ready, m.minor = time.Now(), minor
+			m.atReady = takeCPUSnapshot()
 			return m, nil
 		}
 		select {
@@ -321,4 +324,51 @@ func (w *logWatcher) tail(n int) string {
 		b = b[len(b)-n:]
 	}
 	return strings.Join(strings.Fields(string(b)), " ")
+}
+
+// bytes is the kept output (the last 128-256 KiB).
+func (w *logWatcher) bytes() []byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]byte(nil), w.buf...)
+}
+
+// cpuSnapshot is the machine's CPU time (busy and total, in USER_HZ ticks
+// from /proc/stat) and this process's own CPU time (the emulators and the
+// file-order reader live here), to show how saturated the cores were.
+type cpuSnapshot struct {
+	busy, total int64
+	self        time.Duration
+}
+
+func takeCPUSnapshot() cpuSnapshot {
+	var s cpuSnapshot
+	s.self, _ = cpuTime(os.Getpid())
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return s
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		if i >= 8 { // guest time is already counted in user
+			break
+		}
+		s.total += n
+		if i != 3 && i != 4 { // idle, iowait
+			s.busy += n
+		}
+	}
+	return s
+}
+
+// since describes the CPU use between two snapshots.
+func (s cpuSnapshot) since() string {
+	now := takeCPUSnapshot()
+	dt := now.total - s.total
+	if dt <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("machine CPU %.0f%% busy; bench process (emulators, reader) CPU %s",
+		100*float64(now.busy-s.busy)/float64(dt), (now.self - s.self).Round(10*time.Millisecond))
 }

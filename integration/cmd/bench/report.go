@@ -20,7 +20,7 @@ const (
 	rowTTFT     = "first tensor, cold (from listing)"
 	rowColdFile = "cold load, file order"
 	rowColdTF   = "cold load, transformers order (mmap, 4 threads)"
-	rowWarm     = "warm reload, file order (new daemon)"
+	rowWarm     = "warm reload, file order (new daemon, median)"
 )
 
 func rowRSS(sizeMB int64) string {
@@ -256,7 +256,7 @@ func (rp *report) settings() string {
 		s.sizeMB, len(o.files), mib(o.total), len(o.model.Safetensors), mib(o.shardBytes()), s.rssSizesMB)
 	fmt.Fprintf(&b, "- origin throttle (Hub CDN and S3 alike): %.0f Mbit/s (%s/s) per connection, %.1f Gbit/s (%s/s) aggregate, %s to first byte; origin files on %s\n",
 		float64(s.perConn)*8/1e6, mb(float64(s.perConn)), float64(s.aggregate)*8/1e9, mb(float64(s.aggregate)), s.ttfb, s.originDir)
-	fmt.Fprintf(&b, "- weightfs mount: %s; extra flags: %q\n", e.weightfsDefaults, strings.Join(s.weightfsArgs, " "))
+	fmt.Fprintf(&b, "- weightfs mount: %s; extra flags: %q; extra environment: %q\n", e.weightfsDefaults, strings.Join(s.weightfsArgs, " "), strings.Join(s.weightfsEnv, " "))
 	fmt.Fprintf(&b, "- rclone: %s, flags `%s`\n", e.rclone, strings.Join(rcloneSettings, " "))
 	fmt.Fprintf(&b, "- s3fs: %s, `-o %s,use_cache=<dir>`\n", e.s3fs, s3fsSettings)
 	fmt.Fprintf(&b, "- download baseline: %d ranged GETs of %d MiB in flight (resolve on the Hub, 302 to the CDN), written in place on local disk\n",
@@ -339,7 +339,9 @@ const howToRead = `### How to read
   are download time plus the load from local disk, run right after the download with its bytes
   still in the page cache, as in a pod.
 - The warm row restarts the daemon on the cache the cold file-order load filled, page cache
-  dropped; for the download baseline it is re-reading the local files with the page cache dropped.
+  dropped; for the download baselines it is re-reading the local files with the page cache
+  dropped. It reads the local disk, whose speed swings about 2x from one read to the next on this
+  VM, so it is the median of -warm-runs runs (each run is in the diagnostics).
 - Peak RSS is VmHWM of the filesystem's process, taken right after each cold load; it should
   not grow with the model size.
 `
