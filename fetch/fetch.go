@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -142,4 +143,45 @@ func (e *StatusError) Error() string {
 		return fmt.Sprintf("%s: HTTP %d %s", e.Op, e.Status, e.Code)
 	}
 	return fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
+}
+
+// ClassifiedError is a user-facing message that matches (errors.Is/As) the
+// sentinels and causes it was built with, so callers can tell cases apart
+// while users read one clear line. Object-store sources share it.
+type ClassifiedError struct {
+	msg   string
+	kinds []error
+}
+
+func (e *ClassifiedError) Error() string   { return e.msg }
+func (e *ClassifiedError) Unwrap() []error { return e.kinds }
+
+// NewClassifiedError formats the message, adds st's status to it, and
+// classifies the error as every non-nil kind and as st.
+func NewClassifiedError(kinds []error, st *StatusError, format string, args ...any) error {
+	e := &ClassifiedError{msg: fmt.Sprintf(format, args...)}
+	for _, k := range kinds {
+		if k != nil {
+			e.kinds = append(e.kinds, k)
+		}
+	}
+	if st != nil {
+		e.msg += " (" + st.Error() + ")"
+		e.kinds = append(e.kinds, st)
+	}
+	return e
+}
+
+// ValidPath reports whether a listed name (relative to the volume) can be
+// a file path: no leading '/', no empty, "." or ".." segment, no NUL.
+func ValidPath(p string) bool {
+	if strings.ContainsRune(p, 0) {
+		return false
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }

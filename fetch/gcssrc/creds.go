@@ -87,7 +87,7 @@ func isServiceAccount(data []byte) bool {
 }
 
 func credErr(format string, args ...any) error {
-	return &gcsError{msg: fmt.Sprintf(format, args...), kinds: []error{ErrBadCredentials}}
+	return newErr([]error{ErrBadCredentials}, nil, format, args...)
 }
 
 // FindServiceAccount looks for a key in the order of the contract:
@@ -107,7 +107,7 @@ func FindServiceAccount(secrets config.Secrets, secretName, dataDir string) (*Se
 	}
 	v, from, ok, err := secrets.Lookup(secretName)
 	if err != nil {
-		return nil, &gcsError{msg: "reading the GCS service account: " + err.Error(), kinds: []error{ErrBadCredentials, err}}
+		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading the GCS service account: %s", err)
 	}
 	if ok && (explicit || isServiceAccount([]byte(v))) {
 		return ParseServiceAccount([]byte(v), fmt.Sprintf("secret %s (%s)", secretName, from))
@@ -121,7 +121,7 @@ func FindServiceAccount(secrets config.Secrets, secretName, dataDir string) (*Se
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
 	case err != nil:
-		return nil, &gcsError{msg: "reading the GCS service account: " + err.Error(), kinds: []error{ErrBadCredentials, err}}
+		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading the GCS service account: %s", err)
 	}
 	return ParseServiceAccount(data, "file "+path)
 }

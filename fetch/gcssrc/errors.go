@@ -27,28 +27,8 @@ var (
 	ErrThrottled       = errors.New("throttled by GCS")      // 429; retryable
 )
 
-// gcsError is a user-facing message that classifies as the sentinels and
-// causes in kinds.
-type gcsError struct {
-	msg   string
-	kinds []error
-}
-
-func (e *gcsError) Error() string   { return e.msg }
-func (e *gcsError) Unwrap() []error { return e.kinds }
-
 func newErr(kinds []error, st *fetch.StatusError, format string, args ...any) error {
-	e := &gcsError{msg: fmt.Sprintf(format, args...)}
-	for _, k := range kinds {
-		if k != nil {
-			e.kinds = append(e.kinds, k)
-		}
-	}
-	if st != nil {
-		e.msg += " (" + st.Error() + ")"
-		e.kinds = append(e.kinds, st)
-	}
-	return e
+	return fetch.NewClassifiedError(kinds, st, format, args...)
 }
 
 // opInfo describes a request for messages.

@@ -230,8 +230,8 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 		c, err := credentials.NewCredentialsFromJSON(credentials.ServiceAccount, s.opts.ServiceAccount.JSON,
 			&credentials.DetectOptions{Scopes: scopes})
 		if err != nil {
-			return nil, "", fetch.Permanent(&gcsError{kinds: []error{ErrBadCredentials},
-				msg: fmt.Sprintf("%s: %s: not a usable service account key: %s", s.entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error()))})
+			return nil, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
+				"%s: %s: not a usable service account key: %s", s.entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error())))
 		}
 		creds, from = c, s.opts.ServiceAccount.From
 	case s.opts.Anonymous:

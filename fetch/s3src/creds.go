@@ -122,7 +122,7 @@ func looksLikeAWS(data []byte) bool {
 }
 
 func credErr(format string, args ...any) error {
-	return &s3Error{msg: fmt.Sprintf(format, args...), kinds: []error{ErrBadCredentials}}
+	return newErr([]error{ErrBadCredentials}, nil, format, args...)
 }
 
 // FindCredentials looks for static keys in the order of the contract:
@@ -143,7 +143,7 @@ func FindCredentials(secrets config.Secrets, secretName, dataDir string) (*Crede
 	}
 	v, from, ok, err := secrets.Lookup(secretName)
 	if err != nil {
-		return nil, &s3Error{msg: "reading S3 credentials: " + err.Error(), kinds: []error{ErrBadCredentials, err}}
+		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading S3 credentials: %s", err)
 	}
 	if ok {
 		from = fmt.Sprintf("secret %s (%s)", secretName, from)
@@ -160,7 +160,7 @@ func FindCredentials(secrets config.Secrets, secretName, dataDir string) (*Crede
 	case errors.Is(err, fs.ErrNotExist):
 		return nil, nil
 	case err != nil: // *PathError names the path and the reason only
-		return nil, &s3Error{msg: "reading S3 credentials: " + err.Error(), kinds: []error{ErrBadCredentials, err}}
+		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading S3 credentials: %s", err)
 	}
 	return ParseCredentials(data, "file "+path)
 }

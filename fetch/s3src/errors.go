@@ -26,28 +26,8 @@ var (
 	ErrThrottled       = errors.New("throttled by the store") // 429/503 SlowDown; retryable
 )
 
-// s3Error is a user-facing message that classifies as the sentinels and
-// causes in kinds.
-type s3Error struct {
-	msg   string
-	kinds []error
-}
-
-func (e *s3Error) Error() string   { return e.msg }
-func (e *s3Error) Unwrap() []error { return e.kinds }
-
 func newErr(kinds []error, st *fetch.StatusError, format string, args ...any) error {
-	e := &s3Error{msg: fmt.Sprintf(format, args...)}
-	for _, k := range kinds {
-		if k != nil {
-			e.kinds = append(e.kinds, k)
-		}
-	}
-	if st != nil {
-		e.msg += " (" + st.Error() + ")"
-		e.kinds = append(e.kinds, st)
-	}
-	return e
+	return fetch.NewClassifiedError(kinds, st, format, args...)
 }
 
 // accessCodes are S3 error codes that mean "these credentials may not do

@@ -225,19 +225,7 @@ func (s *Source) inspect(ctx context.Context, c *s3.Client, files []fetch.File, 
 	return nil
 }
 
-// validPath reports whether a key (relative to the prefix) can be a file
-// path: no leading '/', no empty, "." or ".." segment, no NUL.
-func validPath(p string) bool {
-	if strings.ContainsRune(p, 0) {
-		return false
-	}
-	for _, seg := range strings.Split(p, "/") {
-		if seg == "" || seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
-}
+func validPath(p string) bool { return fetch.ValidPath(p) }
 
 func nonNil(s []string) []string {
 	if s == nil {

@@ -292,9 +292,8 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
 		// Errors here name a profile or a file, not a key.
-		return aws.Config{}, "", fetch.Permanent(&s3Error{
-			msg:   fmt.Sprintf("%s: loading the AWS configuration: %s", s.entry.Name(), s.redact(err.Error())),
-			kinds: []error{ErrBadCredentials}})
+		return aws.Config{}, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
+			"%s: loading the AWS configuration: %s", s.entry.Name(), s.redact(err.Error())))
 	}
 	if c != nil {
 		return cfg, c.From, nil
