@@ -82,8 +82,12 @@ func (NopEvents) Verified(string, bool)                {}
 type Cache struct {
 	opts  Options
 	log   *slog.Logger
-	mem   *memTier
-	sched *sched
+	mem      *memTier
+	sched    *sched
+	verifier *verifier
+	bufs     *bufPool
+
+	lastRead atomic.Int64 // unix nanos of the latest read by a client
 
 	fetchedBytes atomic.Int64 // bytes fetched from origins, for adaptation
 
@@ -136,13 +140,16 @@ func Open(o Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}
+	c.bufs = newBufPool(o.ChunkSize)
 	c.sched = newSched(c)
+	c.verifier = newVerifier(c)
 	return c, nil
 }
 
 // Close releases open files and the memory tier.
 func (c *Cache) Close() error {
 	c.sched.stop()
+	c.verifier.stop()
 	c.mu.Lock()
 	objs := c.objects
 	c.objects = map[string]*Object{}
@@ -152,6 +159,12 @@ func (c *Cache) Close() error {
 	}
 	c.mem.close()
 	return nil
+}
+
+// busy reports whether clients are reading: one waits on the network, or
+// one read in the last 100 ms. Background CPU work (verification) yields then.
+func (c *Cache) busy() bool {
+	return c.sched.waiting.Load() > 0 || time.Since(time.Unix(0, c.lastRead.Load())) < 100*time.Millisecond
 }
 
 // ChunkSize is the size of every chunk but a file's last.

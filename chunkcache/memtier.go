@@ -38,12 +38,14 @@ func (m *memTier) get(key string) ([]byte, bool) {
 	return m.c.Get(key)
 }
 
-// put hands b to the tier; the caller must not modify b afterwards.
-func (m *memTier) put(key string, b []byte) {
+// put offers b to the tier and reports whether it may have kept it; if so
+// the caller must never modify or reuse b.
+func (m *memTier) put(key string, b []byte) bool {
 	if m == nil {
-		return
+		return false
 	}
 	m.c.Set(key, b, int64(cap(b)))
+	return true
 }
 
 func (m *memTier) del(key string) {

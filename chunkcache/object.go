@@ -75,9 +75,10 @@ type Object struct {
 
 // call is one in-flight chunk fetch that any number of readers may wait on.
 type call struct {
-	done chan struct{}
-	err  error  // set before done is closed
-	buf  []byte // the chunk, immutable once done is closed
+	done    chan struct{}
+	err     error  // set before done is closed
+	buf     []byte // the chunk, immutable once done is closed
+	readers int    // GUARDED_BY(Object.mu); readers that may hold buf
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
@@ -119,7 +120,7 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 			o.state = stateVerified
 		} else {
 			o.state = stateVerifying
-			go o.verify()
+			c.verifier.queue(o)
 		}
 	}
 	return o, nil
@@ -172,114 +173,6 @@ func (o *Object) memKey(gen uint64, idx int) string {
 	return o.key + "/" + strconv.FormatUint(gen, 10) + "/" + strconv.Itoa(idx)
 }
 
-// ReadAt fills p from offset off. It returns fewer bytes only at end of
-// file. Reads of different chunks, or of present chunks, never wait on each
-// other; readers of one missing chunk share one fetch.
-func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= o.file.Size || len(p) == 0 {
-		return 0, nil
-	}
-	if rem := o.file.Size - off; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	o.noteAccess(off, int64(len(p)))
-	n := 0
-	for n < len(p) {
-		pos := off + int64(n)
-		idx := int(pos / o.c.opts.ChunkSize)
-		cOff, cLen := o.chunkBounds(idx)
-		within := pos - cOff
-		want := min(int64(len(p)-n), cLen-within)
-		if err := o.readChunk(ctx, idx, within, p[n:n+int(want)], true); err != nil {
-			return n, err
-		}
-		n += int(want)
-	}
-	return n, nil
-}
-
-// readChunk copies dst from chunk idx at offset within, fetching the chunk
-// if needed. demand says a reader is waiting (as opposed to prefetch).
-func (o *Object) readChunk(ctx context.Context, idx int, within int64, dst []byte, demand bool) error {
-	for attempt := 0; ; attempt++ {
-		o.dataMu.RLock()
-		o.mu.Lock()
-		if o.state == stateBad {
-			o.mu.Unlock()
-			o.dataMu.RUnlock()
-			return fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrBadContent)
-		}
-		gen := o.gen
-		if o.present[idx] {
-			o.mu.Unlock()
-			err := o.readPresent(gen, idx, within, dst)
-			o.dataMu.RUnlock()
-			return err
-		}
-		cl, ok := o.inflight[idx]
-		if !ok {
-			cl = &call{done: make(chan struct{})}
-			o.inflight[idx] = cl
-			go o.fetch(idx, cl, gen)
-		}
-		if demand {
-			o.waiters[idx] = struct{}{}
-		}
-		o.mu.Unlock()
-		o.dataMu.RUnlock()
-		if demand {
-			o.c.opts.Events.Miss()
-		}
-		start := time.Now()
-		if demand {
-			o.c.sched.waiting.Add(1)
-		}
-		select {
-		case <-cl.done:
-		case <-ctx.Done():
-			if demand {
-				o.c.sched.waiting.Add(-1)
-			}
-			return fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
-		}
-		if demand {
-			o.c.sched.waiting.Add(-1)
-			o.c.opts.Events.Waited(time.Since(start))
-		}
-		if cl.err != nil {
-			return cl.err
-		}
-		if cl.buf != nil {
-			copy(dst, cl.buf[within:])
-			return nil
-		}
-		// The fetch finished but its bytes were dropped (verification
-		// failed meanwhile): look again, a bounded number of times.
-		if attempt >= 2 {
-			return fmt.Errorf("%s %s: chunk %d: content dropped during read", o.origin, o.file.Path, idx)
-		}
-	}
-}
-
-// readPresent serves a present chunk from memory or disk.
-// LOCKS_REQUIRED(dataMu, shared)
-func (o *Object) readPresent(gen uint64, idx int, within int64, dst []byte) error {
-	if len(dst) == 0 {
-		return nil
-	}
-	if b, ok := o.c.mem.get(o.memKey(gen, idx)); ok {
-		copy(dst, b[within:])
-		o.c.opts.Events.Hit("memory")
-		return nil
-	}
-	cOff, _ := o.chunkBounds(idx)
-	if _, err := o.data.ReadAt(dst, cOff+within); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
-	}
-	o.c.opts.Events.Hit("disk")
-	return nil
-}
-
 // fetch downloads chunk idx as parallel sub-ranges, stores it, and wakes
 // every waiter. It runs on its own deadline, detached from any reader, so a
 // reader that gives up does not waste the work others may be waiting for.
@@ -287,7 +180,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), o.c.opts.FetchTimeout)
 	defer cancel()
 	cOff, cLen := o.chunkBounds(idx)
-	buf := make([]byte, cLen)
+	buf := o.c.bufs.get(cLen)
 	start := time.Now()
 	err := o.fetchRanges(ctx, cOff, buf)
 	if err != nil {
@@ -299,6 +192,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 		o.lastErr = cl.err
 		o.mu.Unlock()
 		close(cl.done)
+		o.c.bufs.put(buf) // nobody was handed it
 		return
 	}
 	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
@@ -314,11 +208,17 @@ func (o *Object) fetch(idx int, cl *call, gen uint64) {
 	_, demanded := o.waiters[idx]
 	o.mu.Unlock()
 	close(cl.done)
-	o.store(idx, gen, buf, demanded)
+	kept := o.store(idx, gen, buf, demanded)
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)
+	// Once out of inflight nobody new can join the call, so a buffer no
+	// reader was handed and the memory tier did not take can be reused.
+	unused := cl.readers == 0 && !kept
 	o.mu.Unlock()
+	if unused {
+		o.c.bufs.put(buf)
+	}
 }
 
 func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte) error {
@@ -342,14 +242,16 @@ func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte) error {
 // Only chunks a reader asked for enter the memory tier: prefetched chunks
 // would flush it (a model is many times its size) and pin memory the GC
 // then has to fight for; the page cache holds them anyway.
-func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) {
+//
+// It reports whether the memory tier kept buf.
+func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) {
 	o.dataMu.RLock()
 	defer o.dataMu.RUnlock()
 	o.mu.Lock()
 	stale := o.gen != gen
 	o.mu.Unlock()
 	if stale {
-		return
+		return false
 	}
 	cOff, _ := o.chunkBounds(idx)
 	_, err := o.data.WriteAt(buf, cOff)
@@ -362,10 +264,10 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) {
 	}
 	if err != nil {
 		o.noteDiskError(err)
-		return
+		return false
 	}
 	if toMem {
-		o.c.mem.put(o.memKey(gen, idx), buf)
+		kept = o.c.mem.put(o.memKey(gen, idx), buf)
 	}
 	o.mu.Lock()
 	complete := false
@@ -379,8 +281,9 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) {
 	}
 	o.mu.Unlock()
 	if complete {
-		go o.verify()
+		o.c.verifier.queue(o)
 	}
+	return kept
 }
 
 func (o *Object) noteDiskError(err error) {
@@ -399,15 +302,6 @@ func diskError(dir string, err error) error {
 		return fmt.Errorf("cache dir %s is full: free space there or point --cache-dir at a bigger disk (%w)", dir, err)
 	}
 	return fmt.Errorf("cache dir %s: %w", dir, err)
-}
-
-// Ensure makes chunk idx present (fetching it if needed) without copying it
-// anywhere; prefetch and readahead use it.
-func (o *Object) Ensure(ctx context.Context, idx int) error {
-	if idx < 0 || idx >= o.nchunks {
-		return nil
-	}
-	return o.readChunk(ctx, idx, 0, nil, false)
 }
 
 // OnDrop registers fn to run whenever the object's content is dropped

@@ -1,9 +1,14 @@
 package chunkcache
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/weightfs/weightfs/fetch"
 )
@@ -13,26 +18,106 @@ func Digest(algo string, r io.Reader, size int64) (string, error) {
 	return fetch.Digest(algo, r, size)
 }
 
+// verifier hashes complete files, one at a time, in the background. Hashing
+// a model costs about a core-second per 2 GB, which on a small machine is
+// CPU a loader needs, so while readers are active it works in short bursts
+// with pauses (a quarter of one core at most) and runs flat out only once
+// they go quiet. Bytes are served before their file's verdict either way
+// (a file cannot be hashed before all of it has arrived); what a failed
+// verdict does is in verifyObject.
+type verifier struct {
+	c    *Cache
+	mu   sync.Mutex
+	q    []*Object // GUARDED_BY(mu)
+	wake chan struct{}
+	quit chan struct{}
+	done chan struct{}
+}
+
+// verifyBlock is how much is hashed between looks at the readers.
+const verifyBlock = 4 << 20
+
+func newVerifier(c *Cache) *verifier {
+	v := &verifier{c: c, wake: make(chan struct{}, 1), quit: make(chan struct{}), done: make(chan struct{})}
+	go v.loop()
+	return v
+}
+
+func (v *verifier) queue(o *Object) {
+	v.mu.Lock()
+	v.q = append(v.q, o)
+	v.mu.Unlock()
+	select {
+	case v.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (v *verifier) stop() {
+	close(v.quit)
+	<-v.done
+}
+
+func (v *verifier) loop() {
+	defer close(v.done)
+	for {
+		v.mu.Lock()
+		var o *Object
+		if len(v.q) > 0 {
+			o, v.q = v.q[0], v.q[1:]
+		}
+		v.mu.Unlock()
+		if o == nil {
+			select {
+			case <-v.wake:
+				continue
+			case <-v.quit:
+				return
+			}
+		}
+		o.verify(v)
+	}
+}
+
+// pace is called after each block that took d to hash: while readers are
+// active it sleeps three times as long. It reports false when the cache is
+// closing.
+func (v *verifier) pace(d time.Duration) bool {
+	if v.c.busy() {
+		select {
+		case <-time.After(3 * d):
+		case <-v.quit:
+			return false
+		}
+	}
+	select {
+	case <-v.quit:
+		return false
+	default:
+		return true
+	}
+}
+
 // verify hashes the complete data file. On a match the object is marked
 // verified on disk (so a restart skips the hash). On a mismatch its chunks
 // are dropped and fetched once more; a second mismatch makes the file fail
 // its reads with EIO, because serving bytes known to be wrong is worse.
-func (o *Object) verify() {
+func (o *Object) verify(v *verifier) {
 	want := o.file.Checksum
 	if want.IsZero() {
 		o.setState(stateComplete)
 		return
 	}
-	o.dataMu.RLock()
 	o.mu.Lock()
 	gen, closed := o.gen, o.closed
 	o.mu.Unlock()
 	if closed {
-		o.dataMu.RUnlock()
 		return
 	}
-	got, err := Digest(want.Algo, io.NewSectionReader(o.data, 0, o.file.Size), o.file.Size)
-	o.dataMu.RUnlock()
+	got, err := o.digest(v, want.Algo, gen)
+	if errors.Is(err, errStale) {
+		return // dropped or closed meanwhile; whoever did it decides what next
+	}
 	if err != nil {
 		o.c.log.Error("cannot verify cached file", "file", o.file.Path, "origin", o.origin, "err", err)
 		o.setState(stateFilling)
@@ -66,6 +151,42 @@ func (o *Object) verify() {
 	}
 	o.c.log.Warn("file failed verification; dropped its chunks and fetching it again", "file", o.file.Path, "origin", o.origin, "algo", want.Algo, "want", want.Value, "got", got)
 	go o.refill()
+}
+
+var errStale = errors.New("content changed while hashing")
+
+// digest hashes the data file block by block, pacing itself, and fails
+// with errStale if the content is dropped or the cache closed meanwhile.
+func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
+	h, err := fetch.NewHash(algo, o.file.Size)
+	if err != nil {
+		return "", err
+	}
+	buf := o.c.bufs.get(verifyBlock)
+	defer o.c.bufs.put(buf)
+	for off := int64(0); off < o.file.Size; {
+		start := time.Now()
+		b := buf[:min(int64(len(buf)), o.file.Size-off)]
+		o.dataMu.RLock()
+		o.mu.Lock()
+		stale := o.gen != gen || o.closed
+		o.mu.Unlock()
+		if stale {
+			o.dataMu.RUnlock()
+			return "", errStale
+		}
+		_, err := o.data.ReadAt(b, off)
+		o.dataMu.RUnlock()
+		if err != nil && !errors.Is(err, io.EOF) {
+			return "", err
+		}
+		h.Write(b)
+		off += int64(len(b))
+		if !v.pace(time.Since(start)) {
+			return "", errStale
+		}
+	}
+	return fetch.SumHex(algo, h), nil
 }
 
 func (o *Object) setState(s state) {
@@ -103,8 +224,7 @@ func (o *Object) drop() {
 	o.logMu.Lock()
 	o.logf.Truncate(0)
 	o.logMu.Unlock()
-	o.data.Truncate(0)
-	o.data.Truncate(o.file.Size)
+	o.punch()
 	os.Remove(o.c.objectPath(o.key, ".ok"))
 }
 
@@ -123,5 +243,22 @@ func (o *Object) refill() {
 	}
 	for i := 0; i < cap(sem); i++ {
 		sem <- struct{}{}
+	}
+}
+
+// punch zeroes the data file without changing its size, so a read racing
+// the drop sees zeros (then evicted) rather than a short read, which the
+// kernel would take for the end of the file.
+// LOCKS_REQUIRED(dataMu)
+func (o *Object) punch() {
+	if o.file.Size == 0 {
+		return
+	}
+	err := unix.Fallocate(int(o.data.Fd()), unix.FALLOC_FL_KEEP_SIZE|unix.FALLOC_FL_PUNCH_HOLE, 0, o.file.Size)
+	if err != nil {
+		// No hole punching on this filesystem: the gap is only a window
+		// of a few microseconds.
+		o.data.Truncate(0)
+		o.data.Truncate(o.file.Size)
 	}
 }

@@ -114,11 +114,10 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	if h, ok := fh.(*handle); ok && h.backing != nil {
 		// The kernel normally reads the backing file itself; this path
 		// is only taken where it declined passthrough.
-		k, err := h.backing.ReadAt(dest, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, syscall.EIO
+		if rem := n.file.Size - off; int64(len(dest)) > rem {
+			dest = dest[:max(rem, 0)]
 		}
-		return fuse.ReadResultData(dest[:k]), 0
+		return fuse.ReadResultFd(h.backing.Fd(), off, len(dest)), 0
 	}
 	n.mu.Lock()
 	c, err := n.contentLocked()
@@ -128,8 +127,23 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	rctx, cancel := context.WithTimeout(ctx, n.cfg.readTimeout)
 	defer cancel()
-	k, err := c.ReadAt(rctx, dest, off)
+	data, sec, err := c.ReadRef(rctx, dest, off)
 	if err != nil {
+		n.cfg.readFailed(n.vol, n.file.Path, off, err)
+		return nil, syscall.EIO
+	}
+	if sec == nil {
+		return fuse.ReadResultData(data), 0
+	}
+	if f, base, size := sec.Outer(); size <= int64(len(dest)) {
+		if f, ok := f.(*os.File); ok {
+			// Spliced from the cache file's page cache straight into
+			// the reply: no copy through the daemon.
+			return fuse.ReadResultFd(f.Fd(), base, int(size)), 0
+		}
+	}
+	k, err := sec.ReadAt(dest[:min(sec.Size(), int64(len(dest)))], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
 		n.cfg.readFailed(n.vol, n.file.Path, off, err)
 		return nil, syscall.EIO
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
 	"syscall"
 	"testing"
 	"time"
@@ -15,26 +16,46 @@ import (
 	"github.com/weightfs/weightfs/fetch"
 )
 
-// fakeContent serves bytes, or fails, or blocks until ctx ends.
+// fakeContent serves bytes (from memory, or as a section of file when set),
+// or fails, or blocks until ctx ends.
 type fakeContent struct {
 	data    []byte
+	file    *os.File // holds data, when the content answers with sections
 	err     error
 	block   bool
 	backing string
 }
 
-func (c *fakeContent) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+func (c *fakeContent) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, *io.SectionReader, error) {
 	if c.block {
 		<-ctx.Done()
-		return 0, ctx.Err()
+		return nil, nil, ctx.Err()
 	}
 	if c.err != nil {
-		return 0, c.err
+		return nil, nil, c.err
 	}
 	if off >= int64(len(c.data)) {
-		return 0, nil
+		return dest[:0], nil, nil
 	}
-	return copy(p, c.data[off:]), nil
+	n := min(len(dest), len(c.data)-int(off))
+	if c.file != nil {
+		return nil, io.NewSectionReader(c.file, off, int64(n)), nil
+	}
+	return dest[:copy(dest, c.data[off:])], nil, nil
+}
+
+// inFile makes c answer with sections of a temporary file.
+func inFile(t *testing.T, c *fakeContent) *fakeContent {
+	f, err := os.CreateTemp(t.TempDir(), "content")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(c.data); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	c.file = f
+	return c
 }
 
 func (c *fakeContent) BackingPath() (string, bool) { return c.backing, c.backing != "" }
@@ -97,6 +118,8 @@ func TestReadServesBytesOrEIOWithinTimeout(t *testing.T) {
 	}{
 		{"middle", &fakeContent{data: data}, 3, 4, []byte("3456"), 0, 0},
 		{"short at end", &fakeContent{data: data}, 8, 4, []byte("89"), 0, 0},
+		{"file section", inFile(t, &fakeContent{data: data}), 3, 4, []byte("3456"), 0, 0},
+		{"file section at end", inFile(t, &fakeContent{data: data}), 8, 4, []byte("89"), 0, 0},
 		{"origin error", &fakeContent{data: data, err: errors.New("boom")}, 0, 4, nil, syscall.EIO, 0},
 		{"stalled origin", &fakeContent{data: data, block: true}, 0, 4, nil, syscall.EIO, 50 * time.Millisecond},
 	} {

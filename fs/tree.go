@@ -7,6 +7,7 @@ package fs
 
 import (
 	"context"
+	"io"
 	"path"
 	"sort"
 	"strings"
@@ -21,8 +22,12 @@ import (
 
 // Content is one file's bytes as the fs sees them.
 type Content interface {
-	// ReadAt fills p from off; fewer bytes only at end of file.
-	ReadAt(ctx context.Context, p []byte, off int64) (int, error)
+	// ReadRef returns the len(dest) bytes at off, fewer only at end of
+	// file, without copying them where it can: either as data (a slice of
+	// dest, or of a buffer that is never modified afterwards) or as sec, a
+	// section of a local file, which the kernel is then handed to splice
+	// from, so the bytes never pass through the daemon's memory.
+	ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, err error)
 	// BackingPath is a complete local copy, when there is one, for
 	// passthrough; ok is false otherwise.
 	BackingPath() (string, bool)

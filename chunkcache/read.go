@@ -1,0 +1,179 @@
+package chunkcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+)
+
+// piece locates part of one chunk: bytes in memory (immutable for as long
+// as anyone holds them), or n bytes at off of the object's data file.
+type piece struct {
+	data []byte
+	off  int64
+	n    int
+}
+
+// ReadAt fills p from offset off. It returns fewer bytes only at end of
+// file. Reads of different chunks, or of present chunks, never wait on each
+// other; readers of one missing chunk share one fetch.
+func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if off >= o.file.Size || len(p) == 0 {
+		return 0, nil
+	}
+	if rem := o.file.Size - off; int64(len(p)) > rem {
+		p = p[:rem]
+	}
+	o.c.lastRead.Store(time.Now().UnixNano())
+	o.noteAccess(off, int64(len(p)))
+	return o.copyOut(ctx, p, off)
+}
+
+// ReadRef is ReadAt without the copy where it can: when the bytes asked for
+// lie in one chunk, it returns them as a slice of a buffer that is never
+// modified (data) or as a section of the cache file (sec) that the caller
+// can splice to the kernel, so the daemon never touches them. Otherwise
+// they are copied into dest and data is a prefix of dest.
+func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, err error) {
+	if off >= o.file.Size || len(dest) == 0 {
+		return dest[:0], nil, nil
+	}
+	if rem := o.file.Size - off; int64(len(dest)) > rem {
+		dest = dest[:rem]
+	}
+	o.c.lastRead.Store(time.Now().UnixNano())
+	o.noteAccess(off, int64(len(dest)))
+	idx := int(off / o.c.opts.ChunkSize)
+	cOff, cLen := o.chunkBounds(idx)
+	within := off - cOff
+	if within+int64(len(dest)) > cLen {
+		n, err := o.copyOut(ctx, dest, off)
+		return dest[:n], nil, err
+	}
+	pc, err := o.readChunk(ctx, idx, within, len(dest), true)
+	if err != nil {
+		return nil, nil, err
+	}
+	if pc.data != nil {
+		return pc.data, nil, nil
+	}
+	return nil, io.NewSectionReader(o.data, pc.off, int64(pc.n)), nil
+}
+
+// copyOut copies [off, off+len(p)) into p, chunk by chunk.
+func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) {
+	n := 0
+	for n < len(p) {
+		pos := off + int64(n)
+		idx := int(pos / o.c.opts.ChunkSize)
+		cOff, cLen := o.chunkBounds(idx)
+		within := pos - cOff
+		want := int(min(int64(len(p)-n), cLen-within))
+		pc, err := o.readChunk(ctx, idx, within, want, true)
+		if err != nil {
+			return n, err
+		}
+		if pc.data != nil {
+			copy(p[n:n+want], pc.data)
+		} else if _, err := o.data.ReadAt(p[n:n+want], pc.off); err != nil && !errors.Is(err, io.EOF) {
+			return n, fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
+		}
+		n += want
+	}
+	return n, nil
+}
+
+// readChunk locates n bytes of chunk idx from offset within, fetching the
+// chunk if needed. demand says a reader is waiting (as opposed to prefetch).
+//
+// A file piece is read after the locks are released. That is safe because
+// content is only ever dropped by punching a hole (the file keeps its size,
+// so a racing read sees zeros, never a short read that the kernel would
+// take for end of file) and a drop evicts the kernel's copy afterwards.
+func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, demand bool) (piece, error) {
+	for attempt := 0; ; attempt++ {
+		o.dataMu.RLock()
+		o.mu.Lock()
+		if o.state == stateBad {
+			o.mu.Unlock()
+			o.dataMu.RUnlock()
+			return piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrBadContent)
+		}
+		gen := o.gen
+		if o.present[idx] {
+			o.mu.Unlock()
+			o.dataMu.RUnlock()
+			return o.presentPiece(gen, idx, within, n), nil
+		}
+		cl, ok := o.inflight[idx]
+		if !ok {
+			cl = &call{done: make(chan struct{})}
+			o.inflight[idx] = cl
+			go o.fetch(idx, cl, gen)
+		}
+		if demand {
+			o.waiters[idx] = struct{}{}
+		}
+		if n > 0 {
+			cl.readers++ // its buffer may be handed out: never recycle it
+		}
+		o.mu.Unlock()
+		o.dataMu.RUnlock()
+		if demand {
+			o.c.opts.Events.Miss()
+			o.c.sched.waiting.Add(1)
+		}
+		start := time.Now()
+		var err error
+		select {
+		case <-cl.done:
+		case <-ctx.Done():
+			err = fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
+		}
+		if demand {
+			o.c.sched.waiting.Add(-1)
+			o.c.opts.Events.Waited(time.Since(start))
+		}
+		if err != nil {
+			return piece{}, err
+		}
+		if cl.err != nil {
+			return piece{}, cl.err
+		}
+		if cl.buf != nil {
+			return piece{data: cl.buf[within : within+int64(n)], n: n}, nil
+		}
+		// The fetch finished but its bytes were dropped (verification
+		// failed meanwhile): look again, a bounded number of times.
+		if attempt >= 2 {
+			return piece{}, fmt.Errorf("%s %s: chunk %d: content dropped during read", o.origin, o.file.Path, idx)
+		}
+	}
+}
+
+// presentPiece serves a present chunk from the memory tier, or else points
+// at the data file.
+func (o *Object) presentPiece(gen uint64, idx int, within int64, n int) piece {
+	if n == 0 {
+		return piece{}
+	}
+	if b, ok := o.c.mem.get(o.memKey(gen, idx)); ok {
+		o.c.opts.Events.Hit("memory")
+		return piece{data: b[within : within+int64(n)], n: n}
+	}
+	o.c.opts.Events.Hit("disk")
+	cOff, _ := o.chunkBounds(idx)
+	return piece{off: cOff + within, n: n}
+}
+
+// Ensure makes chunk idx present (fetching it if needed) without copying it
+// anywhere; prefetch and readahead use it.
+func (o *Object) Ensure(ctx context.Context, idx int) error {
+	if idx < 0 || idx >= o.nchunks {
+		return nil
+	}
+	_, err := o.readChunk(ctx, idx, 0, 0, false)
+	return err
+}

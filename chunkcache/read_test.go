@@ -1,0 +1,147 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// refBytes resolves what ReadRef returned into bytes, and says which form
+// it came in.
+func refBytes(t *testing.T, data []byte, sec *io.SectionReader) ([]byte, string) {
+	t.Helper()
+	if sec == nil {
+		return data, "memory"
+	}
+	if _, ok := func() (io.ReaderAt, bool) { r, _, _ := sec.Outer(); _, ok := r.(*os.File); return r, ok }(); !ok {
+		t.Fatal("section is not of a file: the fs layer could not splice it")
+	}
+	b := make([]byte, sec.Size())
+	if _, err := sec.ReadAt(b, 0); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return b, "file"
+}
+
+func TestReadRefAvoidsCopies(t *testing.T) {
+	src := newFakeSource()
+	size := 4*testChunk + 77
+	f := src.add("model.safetensors", size, 3)
+	want := src.content(f.Path)
+	c := newTestCache(t, t.TempDir())
+	o, err := c.Object("test", f, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Chunk 2 lands on disk before anyone reads it (prefetch).
+	if err := o.Ensure(context.Background(), 2); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		off, n   int
+		wantForm string // memory: a buffer or dest; file: a section to splice
+		wantLen  int
+	}{
+		{"missing chunk: served from the fetch buffer", 10, 100, "memory", 100},
+		{"same chunk again: memory tier", 500, 100, "memory", 100},
+		{"prefetched chunk: section of the cache file", 2*testChunk + 5, 1000, "file", 1000},
+		{"across chunks: copied into dest", testChunk - 50, 100, "memory", 100},
+		{"short at end of file", size - 7, 100, "memory", 7},
+		{"at end of file", size, 10, "memory", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			data, sec, err := o.ReadRef(context.Background(), make([]byte, tc.n), int64(tc.off))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, form := refBytes(t, data, sec)
+			if form != tc.wantForm {
+				t.Errorf("answered from %s, want %s", form, tc.wantForm)
+			}
+			if len(got) != tc.wantLen || !bytes.Equal(got, want[tc.off:tc.off+tc.wantLen]) {
+				t.Fatalf("got %d bytes that differ from the origin's", len(got))
+			}
+		})
+	}
+}
+
+// TestRecycledBuffersNeverReachReaders holds on to every slice ReadRef hands
+// out while background fetches recycle their buffers, and checks the slices
+// afterwards: a buffer reused while a reader still held it would now hold
+// some other chunk's bytes.
+func TestRecycledBuffersNeverReachReaders(t *testing.T) {
+	src := newFakeSource()
+	src.stall = time.Millisecond
+	size := 64 * testChunk
+	f := src.add("model.safetensors", size, 4)
+	want := src.content(f.Path)
+	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: 16 << 10, MemoryBytes: -1, ReadaheadMax: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o, err := c.Object("test", f, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type held struct {
+		off  int
+		data []byte
+	}
+	var mu sync.Mutex
+	var all []held
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ { // background fetches, buffers recycled
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for idx := w; idx < 64; idx += 4 {
+				o.Ensure(context.Background(), idx)
+			}
+		}()
+	}
+	for r := 0; r < 4; r++ { // readers keeping what they were handed
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(r), 1))
+			for i := 0; i < 200; i++ {
+				off := rng.IntN(size - 4096)
+				data, sec, err := o.ReadRef(context.Background(), make([]byte, 4096), int64(off))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if sec != nil {
+					continue // a file section holds no buffer
+				}
+				mu.Lock()
+				all = append(all, held{off, data})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	// Empty the pool and scribble over everything in it, as the next
+	// fetches would.
+	for i := 0; i < 256; i++ {
+		b := c.bufs.get(testChunk)
+		for j := range b {
+			b[j] = 0xAA
+		}
+	}
+	for _, h := range all {
+		if !bytes.Equal(h.data, want[h.off:h.off+len(h.data)]) {
+			t.Fatalf("bytes handed out at offset %d changed after the read: a buffer was reused while held", h.off)
+		}
+	}
+	if len(all) == 0 {
+		t.Fatal("no read was served from memory; the test checks nothing")
+	}
+}
