@@ -14,6 +14,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 )
 
 // Options configure a mount. Zero values take the defaults in the comments.
@@ -28,6 +29,9 @@ type Options struct {
 	// file never reach it. It must be cheap and safe for concurrent use.
 	OnRead func(d time.Duration, err error)
 }
+
+// maxRequest is the largest read the kernel sends the daemon.
+const maxRequest = 1<<20 - 8<<10
 
 // Mount mounts vols read-only at mountpoint and returns once the kernel
 // answers for the mount, with the full tree in place.
@@ -63,14 +67,26 @@ func Mount(mountpoint string, vols []Volume, opener Opener, o Options) (*fuse.Se
 			Options:     []string{"ro", "default_permissions"},
 			AllowOther:  o.AllowOther,
 			DirectMount: os.Geteuid() == 0,
-			// 1 MiB requests: 8x fewer round trips than the 128 KiB default.
-			MaxWrite:     1 << 20,
-			MaxReadAhead: 1 << 20,
+			// Requests of almost 1 MiB: 8x fewer round trips than the
+			// 128 KiB default. Two pages short of 1 MiB, because go-fuse
+			// splices a reply (header, data and a spare page) through a
+			// pipe no bigger than fs.pipe-max-size, 1 MiB by default; a
+			// full 1 MiB read would fail the splice, fall back to a copy
+			// and log a line per read.
+			MaxWrite:     maxRequest,
+			MaxReadAhead: maxRequest,
 			// Async reads in flight per mount; the default 12 starves
 			// parallel loaders (peers use 64).
 			MaxBackground: 64,
 			Debug:         o.Debug,
+			// go-fuse's own complaints (e.g. a failed splice, then
+			// retried as a copy) are per request: debug level only.
+			Logger: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
 		},
+	}
+	if splice.MaxPipeSize() < maxRequest+2*os.Getpagesize() {
+		// A host that lowered pipe-max-size: copy instead of splicing.
+		opts.MountOptions.DisableSplice = true
 	}
 	srv, err := gofs.Mount(mountpoint, r, opts)
 	if err != nil {
