@@ -37,7 +37,9 @@ type Options struct {
 	// single connection to a CDN is capped (~50 MB/s) while the link is not.
 	// Default 2 MiB (4 ranges per 8 MiB chunk).
 	RangeSize int64
-	// MemoryBytes is the budget of the in-memory tier; default 128 MiB.
+	// MemoryBytes is the budget of the in-memory tier; default 64 MiB. It
+	// holds chunks readers asked for, for the threads of an mmap loader
+	// faulting around the same spot; re-reads are the kernel's page cache's.
 	// Negative disables it.
 	MemoryBytes int64
 	// FetchTimeout bounds one chunk fetch including its retries, so a waiter
@@ -52,7 +54,10 @@ type Options struct {
 	// window; it starts at min and doubles per forward read. Defaults 16 MiB
 	// and 256 MiB. ReadaheadMax < 0 disables readahead.
 	ReadaheadMin, ReadaheadMax int64
-	Logger                     *slog.Logger
+	// DirectWrites writes fetched chunks with O_DIRECT (see direct.go);
+	// they fall back to buffered writes where the filesystem refuses.
+	DirectWrites bool
+	Logger       *slog.Logger
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
 }
@@ -80,8 +85,8 @@ func (NopEvents) Verified(string, bool)                {}
 
 // Cache is the set of cached objects under one directory.
 type Cache struct {
-	opts  Options
-	log   *slog.Logger
+	opts     Options
+	log      *slog.Logger
 	mem      *memTier
 	sched    *sched
 	verifier *verifier
@@ -110,7 +115,7 @@ func Open(o Options) (*Cache, error) {
 		o.RangeSize = o.ChunkSize
 	}
 	if o.MemoryBytes == 0 {
-		o.MemoryBytes = 128 << 20
+		o.MemoryBytes = 64 << 20
 	}
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Minute

@@ -220,3 +220,53 @@ func TestZeroByteFile(t *testing.T) {
 		t.Fatal("a zero-byte file needs no fetch")
 	}
 }
+
+// TestCacheFileBytesWithAndWithoutDirectIO fills a file through both write
+// paths (O_DIRECT where the filesystem takes it, buffered otherwise) and
+// checks the cache file itself, byte for byte, and its verdict. The size
+// leaves a last chunk that is not a multiple of the page size, which always
+// takes the buffered path.
+func TestCacheFileBytesWithAndWithoutDirectIO(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		buffered bool
+	}{
+		{"direct", false},
+		{"buffered", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFakeSource()
+			size := 3*testChunk + 4321
+			f := src.add("model.safetensors", size, 9)
+			dir := t.TempDir()
+			c, err := Open(Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, ReadaheadMax: -1, DirectWrites: !tc.buffered})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			o, err := c.Object("test", f, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.buffered && o.direct == nil {
+				t.Log("this filesystem refused O_DIRECT: only the buffered fallback ran")
+			}
+			if tc.buffered && o.direct != nil {
+				t.Fatal("DirectWrites unset, yet the cache file was opened O_DIRECT")
+			}
+			for idx := 0; idx < o.NumChunks(); idx++ {
+				if err := o.Ensure(context.Background(), idx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "verification", o.Done)
+			got, err := os.ReadFile(c.objectPath(o.key, ".data"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, src.content(f.Path)) {
+				t.Fatal("cache file differs from the origin")
+			}
+		})
+	}
+}

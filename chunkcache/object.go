@@ -51,9 +51,10 @@ type Object struct {
 	src     fetch.RangeReader
 	nchunks int
 
-	data  *os.File // sparse file of file.Size bytes
-	logMu sync.Mutex
-	logf  *os.File // GUARDED_BY(logMu): little-endian uint32 chunk indices
+	data   *os.File    // sparse file of file.Size bytes
+	direct *directFile // the same file opened O_DIRECT, or nil (see direct.go)
+	logMu  sync.Mutex
+	logf   *os.File // GUARDED_BY(logMu): little-endian uint32 chunk indices
 
 	dataMu sync.RWMutex
 
@@ -114,6 +115,7 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 		o.data.Close()
 		return nil, diskError(c.opts.Dir, err)
 	}
+	o.direct = openDirect(dataPath, c.opts.DirectWrites)
 	o.loadLog()
 	if o.npresent == o.nchunks {
 		if _, err := os.Stat(c.objectPath(key, ".ok")); err == nil {
@@ -149,6 +151,7 @@ func (o *Object) close() {
 	o.mu.Unlock()
 	o.dataMu.Lock() // wait for readers and the verifier to let go of the file
 	o.data.Close()
+	o.direct.close()
 	o.dataMu.Unlock()
 	o.logMu.Lock()
 	o.logf.Close()
@@ -254,7 +257,10 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 		return false
 	}
 	cOff, _ := o.chunkBounds(idx)
-	_, err := o.data.WriteAt(buf, cOff)
+	done, err := o.direct.writeAt(buf, cOff)
+	if !done {
+		_, err = o.data.WriteAt(buf, cOff)
+	}
 	if err == nil {
 		var rec [4]byte
 		binary.LittleEndian.PutUint32(rec[:], uint32(idx))

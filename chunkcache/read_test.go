@@ -42,6 +42,7 @@ func TestReadRefAvoidsCopies(t *testing.T) {
 	if err := o.Ensure(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, "chunk 2 stored", func() bool { return o.Present(2) })
 	for _, tc := range []struct {
 		name     string
 		off, n   int

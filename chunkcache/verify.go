@@ -175,10 +175,16 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 			o.dataMu.RUnlock()
 			return "", errStale
 		}
-		_, err := o.data.ReadAt(b, off)
+		n, done, err := o.direct.readAt(b, off)
+		if !done {
+			n, err = o.data.ReadAt(b, off)
+		}
 		o.dataMu.RUnlock()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
+		}
+		if n < len(b) {
+			return "", fmt.Errorf("cache file is short: %d bytes at %d, want %d", n, off, len(b))
 		}
 		h.Write(b)
 		off += int64(len(b))
