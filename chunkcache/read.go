@@ -111,7 +111,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		if !ok {
 			cl = &call{done: make(chan struct{})}
 			o.inflight[idx] = cl
-			go o.fetch(idx, cl, gen)
+			go o.fetch(idx, cl, gen, demand)
 		}
 		if demand {
 			o.waiters[idx] = struct{}{}

@@ -114,6 +114,9 @@ func (s *sched) worker(id int32) {
 			s.run(j)
 		case j, ok := <-plan:
 			if ok {
+				// select picks at random among ready cases: readahead
+				// queued meanwhile still goes first.
+				s.runUrgent()
 				s.run(j)
 			} else {
 				s.planMu.Lock()
@@ -123,6 +126,18 @@ func (s *sched) worker(id int32) {
 				s.planMu.Unlock()
 			}
 		case <-s.quit:
+			return
+		}
+	}
+}
+
+// runUrgent runs queued readahead until there is none.
+func (s *sched) runUrgent() {
+	for {
+		select {
+		case j := <-s.urgentCh:
+			s.run(j)
+		default:
 			return
 		}
 	}
