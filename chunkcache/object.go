@@ -75,11 +75,17 @@ type Object struct {
 }
 
 // call is one in-flight chunk fetch that any number of readers may wait on.
+//
+// Its buffer is recycled once nobody holds it: the fetch holds one
+// reference until the chunk is stored, and every reader that may be handed
+// the buffer holds one until its reply has gone out (see unref).
 type call struct {
-	done    chan struct{}
-	err     error  // set before done is closed
-	buf     []byte // the chunk, immutable once done is closed
-	readers int    // GUARDED_BY(Object.mu); readers that may hold buf
+	done  chan struct{}
+	err   error  // set before done is closed
+	buf   []byte // the chunk, immutable once done is closed; nil if dropped
+	owned []byte // GUARDED_BY(Object.mu); the buffer, to recycle
+	refs  int    // GUARDED_BY(Object.mu); the fetch plus readers holding buf
+	kept  bool   // GUARDED_BY(Object.mu); the memory tier took the buffer
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
@@ -189,6 +195,10 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 	defer cancel()
 	cOff, cLen := o.chunkBounds(idx)
 	buf := o.c.bufs.get(cLen)
+	o.mu.Lock()
+	cl.owned = buf
+	o.mu.Unlock()
+	defer o.unref(cl)
 	start := time.Now()
 	rs := o.c.opts.RangeSize
 	if demand && rs >= 512<<10 {
@@ -204,7 +214,6 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 		o.lastErr = cl.err
 		o.mu.Unlock()
 		close(cl.done)
-		o.c.bufs.put(buf) // nobody was handed it
 		return
 	}
 	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
@@ -220,17 +229,39 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 	_, demanded := o.waiters[idx]
 	o.mu.Unlock()
 	close(cl.done)
-	kept := o.store(idx, gen, buf, demanded)
+	kept := o.store(idx, gen, buf, demanded && o.memWorthy(idx))
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)
-	// Once out of inflight nobody new can join the call, so a buffer no
-	// reader was handed and the memory tier did not take can be reused.
-	unused := cl.readers == 0 && !kept
+	cl.kept = kept
 	o.mu.Unlock()
-	if unused {
+}
+
+// unref drops one reference to cl's buffer and recycles the buffer when it
+// was the last one and the memory tier did not take it. Once a call is out
+// of inflight nobody new can take a reference.
+func (o *Object) unref(cl *call) {
+	o.mu.Lock()
+	cl.refs--
+	free := cl.refs == 0 && !cl.kept && cl.owned != nil
+	buf := cl.owned
+	if free {
+		cl.owned = nil
+	}
+	o.mu.Unlock()
+	if free {
 		o.c.bufs.put(buf)
 	}
+}
+
+// memWorthy says whether a chunk a reader waited for goes to the memory
+// tier. The first chunk of a file holds a safetensors header (read by
+// every loader process and every rank) or a small file whole; other
+// chunks are read once per process and re-read from the kernel's page
+// cache, so keeping them would only churn memory. Without a page cache
+// copy (O_DIRECT writes) every chunk a reader waited for is worth it.
+func (o *Object) memWorthy(idx int) bool {
+	return idx == 0 || o.nchunks <= 4 || o.direct != nil
 }
 
 func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte, rs int64) error {

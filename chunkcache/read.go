@@ -14,6 +14,14 @@ type piece struct {
 	data []byte
 	off  int64
 	n    int
+	cl   *call // data is cl's buffer: release with o.unref(cl)
+}
+
+// release lets go of the piece's buffer, if it borrowed one.
+func (o *Object) release(pc piece) {
+	if pc.cl != nil {
+		o.unref(pc.cl)
+	}
 }
 
 // ReadAt fills p from offset off. It returns fewer bytes only at end of
@@ -36,9 +44,12 @@ func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // modified (data) or as a section of the cache file (sec) that the caller
 // can splice to the kernel, so the daemon never touches them. Otherwise
 // they are copied into dest and data is a prefix of dest.
-func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, err error) {
+//
+// done, when not nil, must be called once the caller is through with data
+// (after the reply went out): the buffer is then reused.
+func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, done func(), err error) {
 	if off >= o.file.Size || len(dest) == 0 {
-		return dest[:0], nil, nil
+		return dest[:0], nil, nil, nil
 	}
 	if rem := o.file.Size - off; int64(len(dest)) > rem {
 		dest = dest[:rem]
@@ -50,16 +61,19 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	within := off - cOff
 	if within+int64(len(dest)) > cLen {
 		n, err := o.copyOut(ctx, dest, off)
-		return dest[:n], nil, err
+		return dest[:n], nil, nil, err
 	}
 	pc, err := o.readChunk(ctx, idx, within, len(dest), true)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	if pc.cl != nil {
+		return pc.data, nil, func() { o.release(pc) }, nil
 	}
 	if pc.data != nil {
-		return pc.data, nil, nil
+		return pc.data, nil, nil, nil
 	}
-	return nil, io.NewSectionReader(o.data, pc.off, int64(pc.n)), nil
+	return nil, io.NewSectionReader(o.data, pc.off, int64(pc.n)), nil, nil
 }
 
 // copyOut copies [off, off+len(p)) into p, chunk by chunk.
@@ -77,6 +91,7 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 		}
 		if pc.data != nil {
 			copy(p[n:n+want], pc.data)
+			o.release(pc)
 		} else if _, err := o.data.ReadAt(p[n:n+want], pc.off); err != nil && !errors.Is(err, io.EOF) {
 			return n, fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
 		}
@@ -109,7 +124,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		}
 		cl, ok := o.inflight[idx]
 		if !ok {
-			cl = &call{done: make(chan struct{})}
+			cl = &call{done: make(chan struct{}), refs: 1} // the fetch's reference
 			o.inflight[idx] = cl
 			go o.fetch(idx, cl, gen, demand)
 		}
@@ -117,7 +132,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			o.waiters[idx] = struct{}{}
 		}
 		if n > 0 {
-			cl.readers++ // its buffer may be handed out: never recycle it
+			cl.refs++ // this reader may be handed the buffer
 		}
 		o.mu.Unlock()
 		o.dataMu.RUnlock()
@@ -136,6 +151,11 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			o.c.sched.waiting.Add(-1)
 			o.c.opts.Events.Waited(time.Since(start))
 		}
+		if err != nil || cl.err != nil || cl.buf == nil {
+			if n > 0 {
+				o.unref(cl)
+			}
+		}
 		if err != nil {
 			return piece{}, err
 		}
@@ -143,7 +163,11 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			return piece{}, cl.err
 		}
 		if cl.buf != nil {
-			return piece{data: cl.buf[within : within+int64(n)], n: n}, nil
+			var hold *call
+			if n > 0 {
+				hold = cl
+			}
+			return piece{data: cl.buf[within : within+int64(n)], n: n, cl: hold}, nil
 		}
 		// The fetch finished but its bytes were dropped (verification
 		// failed meanwhile): look again, a bounded number of times.

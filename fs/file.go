@@ -127,10 +127,13 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	rctx, cancel := context.WithTimeout(ctx, n.cfg.readTimeout)
 	defer cancel()
-	data, sec, err := c.ReadRef(rctx, dest, off)
+	data, sec, done, err := c.ReadRef(rctx, dest, off)
 	if err != nil {
 		n.cfg.readFailed(n.vol, n.file.Path, off, err)
 		return nil, syscall.EIO
+	}
+	if done != nil {
+		return &lentResult{data: data, done: done}, 0
 	}
 	if sec == nil {
 		return fuse.ReadResultData(data), 0
@@ -149,6 +152,17 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 	}
 	return fuse.ReadResultData(dest[:k]), 0
 }
+
+// lentResult is a reply made of a buffer lent by the content: go-fuse
+// writes it to the kernel and then calls Done, which hands it back.
+type lentResult struct {
+	data []byte
+	done func()
+}
+
+func (r *lentResult) Size() int                          { return len(r.data) }
+func (r *lentResult) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *lentResult) Done()                              { r.done() }
 
 // dropNotifier is implemented by content that can discard bytes it served.
 type dropNotifier interface{ OnDrop(func()) }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,28 +21,32 @@ import (
 // or fails, or blocks until ctx ends.
 type fakeContent struct {
 	data    []byte
-	file    *os.File // holds data, when the content answers with sections
+	file    *os.File      // holds data, when the content answers with sections
+	lent    *atomic.Int32 // when set, data is lent; counts the returns
 	err     error
 	block   bool
 	backing string
 }
 
-func (c *fakeContent) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, *io.SectionReader, error) {
+func (c *fakeContent) ReadRef(ctx context.Context, dest []byte, off int64) ([]byte, *io.SectionReader, func(), error) {
 	if c.block {
 		<-ctx.Done()
-		return nil, nil, ctx.Err()
+		return nil, nil, nil, ctx.Err()
 	}
 	if c.err != nil {
-		return nil, nil, c.err
+		return nil, nil, nil, c.err
 	}
 	if off >= int64(len(c.data)) {
-		return dest[:0], nil, nil
+		return dest[:0], nil, nil, nil
 	}
 	n := min(len(dest), len(c.data)-int(off))
 	if c.file != nil {
-		return nil, io.NewSectionReader(c.file, off, int64(n)), nil
+		return nil, io.NewSectionReader(c.file, off, int64(n)), nil, nil
 	}
-	return dest[:copy(dest, c.data[off:])], nil, nil
+	if c.lent != nil {
+		return c.data[off : int(off)+n], nil, func() { c.lent.Add(1) }, nil
+	}
+	return dest[:copy(dest, c.data[off:])], nil, nil, nil
 }
 
 // inFile makes c answer with sections of a temporary file.
@@ -119,6 +124,7 @@ func TestReadServesBytesOrEIOWithinTimeout(t *testing.T) {
 		{"middle", &fakeContent{data: data}, 3, 4, []byte("3456"), 0, 0},
 		{"short at end", &fakeContent{data: data}, 8, 4, []byte("89"), 0, 0},
 		{"file section", inFile(t, &fakeContent{data: data}), 3, 4, []byte("3456"), 0, 0},
+		{"lent buffer", &fakeContent{data: data, lent: new(atomic.Int32)}, 3, 4, []byte("3456"), 0, 0},
 		{"file section at end", inFile(t, &fakeContent{data: data}), 8, 4, []byte("89"), 0, 0},
 		{"origin error", &fakeContent{data: data, err: errors.New("boom")}, 0, 4, nil, syscall.EIO, 0},
 		{"stalled origin", &fakeContent{data: data, block: true}, 0, 4, nil, syscall.EIO, 50 * time.Millisecond},
@@ -138,6 +144,10 @@ func TestReadServesBytesOrEIOWithinTimeout(t *testing.T) {
 				if !bytes.Equal(b, tc.want) {
 					t.Fatalf("bytes %q, want %q", b, tc.want)
 				}
+				res.Done() // what go-fuse does once the reply is out
+			}
+			if tc.c.lent != nil && tc.c.lent.Load() != 1 {
+				t.Fatalf("lent buffer returned %d times, want once", tc.c.lent.Load())
 			}
 		})
 	}

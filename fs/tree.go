@@ -24,10 +24,11 @@ import (
 type Content interface {
 	// ReadRef returns the len(dest) bytes at off, fewer only at end of
 	// file, without copying them where it can: either as data (a slice of
-	// dest, or of a buffer that is never modified afterwards) or as sec, a
-	// section of a local file, which the kernel is then handed to splice
-	// from, so the bytes never pass through the daemon's memory.
-	ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, err error)
+	// dest, or of a buffer of the content's) or as sec, a section of a
+	// local file, which the kernel is then handed to splice from, so the
+	// bytes never pass through the daemon's memory. done, when not nil, is
+	// called once the reply has gone out: data may be reused after it.
+	ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, done func(), err error)
 	// BackingPath is a complete local copy, when there is one, for
 	// passthrough; ok is false otherwise.
 	BackingPath() (string, bool)
