@@ -6,19 +6,17 @@ package chunkcache
 // limit, spends CPU reclaiming. Buffers that a reader or the memory tier may
 // still hold are never returned here (see Object.fetch).
 //
-// It keeps at most a few idle buffers (not a sync.Pool, which keeps any
-// number until the next collections), so idle memory stays small and RSS
-// stays flat: buffers in use are bounded by the fetches in flight.
+// It keeps as many idle buffers as fetches are usually in flight, no more
+// (not a sync.Pool, which drops them at every collection and so turns each
+// burst into garbage): memory stays flat at what the fetches in flight need,
+// and the GC has almost nothing to do.
 type bufPool struct {
 	size int
 	free chan []byte
 }
 
-// idleBuffers is how many unused buffers the pool keeps.
-const idleBuffers = 4
-
-func newBufPool(size int64) *bufPool {
-	return &bufPool{size: int(size), free: make(chan []byte, idleBuffers)}
+func newBufPool(size int64, idle int) *bufPool {
+	return &bufPool{size: int(size), free: make(chan []byte, idle)}
 }
 
 // get returns a buffer of n bytes with undefined content. Only chunk-sized

@@ -37,9 +37,10 @@ type Options struct {
 	// single connection to a CDN is capped (~50 MB/s) while the link is not.
 	// Default 2 MiB (4 ranges per 8 MiB chunk).
 	RangeSize int64
-	// MemoryBytes is the budget of the in-memory tier; default 64 MiB. It
-	// holds chunks readers asked for, for the threads of an mmap loader
-	// faulting around the same spot; re-reads are the kernel's page cache's.
+	// MemoryBytes is the budget of the in-memory tier; default 32 MiB. It
+	// holds the first chunk of files readers asked for (safetensors headers,
+	// read by every loader process and rank, and small files); re-reads of
+	// tensor data are the kernel's page cache's (see Object.memWorthy).
 	// Negative disables it.
 	MemoryBytes int64
 	// FetchTimeout bounds one chunk fetch including its retries, so a waiter
@@ -47,8 +48,9 @@ type Options struct {
 	FetchTimeout time.Duration
 	// MaxWorkers bounds background chunk fetches (readahead and prefetch)
 	// in flight; each is split into ChunkSize/RangeSize ranged reads, so the
-	// default 16 keeps up to 64 ranges in flight, what a 10 Gbit link to a
-	// per-connection-capped CDN needs.
+	// default 12 keeps up to 48 ranges (96 MiB) in flight: a 10 Gbit link
+	// with ~70 ms per 2 MiB range (30 ms to first byte, 50 MB/s per
+	// connection) needs about 90 MB in flight. Each holds a chunk buffer.
 	MaxWorkers int
 	// ReadaheadMin and ReadaheadMax bound a sequential stream's readahead
 	// window; it starts at min and doubles per forward read. Defaults 16 MiB
@@ -61,6 +63,11 @@ type Options struct {
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
 }
+
+// DemandSlack is how many chunk fetches for waiting readers are expected in
+// flight beside the background ones (the kernel's readahead of a few
+// streams); the buffer pool and the daemon's memory limit allow for them.
+const DemandSlack = 4
 
 // Events receives what the cache does; all methods must be cheap and safe
 // for concurrent use. NopEvents is the default.
@@ -115,13 +122,13 @@ func Open(o Options) (*Cache, error) {
 		o.RangeSize = o.ChunkSize
 	}
 	if o.MemoryBytes == 0 {
-		o.MemoryBytes = 64 << 20
+		o.MemoryBytes = 32 << 20
 	}
 	if o.FetchTimeout <= 0 {
 		o.FetchTimeout = 2 * time.Minute
 	}
 	if o.MaxWorkers <= 0 {
-		o.MaxWorkers = 16
+		o.MaxWorkers = 12
 	}
 	if o.ReadaheadMin <= 0 {
 		o.ReadaheadMin = 16 << 20
@@ -145,7 +152,7 @@ func Open(o Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}
-	c.bufs = newBufPool(o.ChunkSize)
+	c.bufs = newBufPool(o.ChunkSize, o.MaxWorkers+DemandSlack)
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
 	return c, nil

@@ -80,8 +80,9 @@ type Object struct {
 // reference until the chunk is stored, and every reader that may be handed
 // the buffer holds one until its reply has gone out (see unref).
 type call struct {
-	done  chan struct{}
-	err   error  // set before done is closed
+	done   chan struct{} // closed when the bytes are in (or failed)
+	stored chan struct{} // closed when they are on disk too and the fetch is over
+	err    error         // set before done is closed
 	buf   []byte // the chunk, immutable once done is closed; nil if dropped
 	owned []byte // GUARDED_BY(Object.mu); the buffer, to recycle
 	refs  int    // GUARDED_BY(Object.mu); the fetch plus readers holding buf
@@ -214,6 +215,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 		o.lastErr = cl.err
 		o.mu.Unlock()
 		close(cl.done)
+		close(cl.stored)
 		return
 	}
 	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
@@ -235,6 +237,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 	delete(o.waiters, idx)
 	cl.kept = kept
 	o.mu.Unlock()
+	close(cl.stored)
 }
 
 // unref drops one reference to cl's buffer and recycles the buffer when it

@@ -124,7 +124,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		}
 		cl, ok := o.inflight[idx]
 		if !ok {
-			cl = &call{done: make(chan struct{}), refs: 1} // the fetch's reference
+			cl = &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1} // the fetch's reference
 			o.inflight[idx] = cl
 			go o.fetch(idx, cl, gen, demand)
 		}
@@ -141,9 +141,16 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			o.c.sched.waiting.Add(1)
 		}
 		start := time.Now()
+		// A background fetch (n == 0) waits until the chunk is stored, so
+		// chunk buffers being written out count against the workers and
+		// a slow disk slows prefetch instead of piling up buffers.
+		wait := cl.done
+		if n == 0 && !demand {
+			wait = cl.stored
+		}
 		var err error
 		select {
-		case <-cl.done:
+		case <-wait:
 		case <-ctx.Done():
 			err = fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
 		}

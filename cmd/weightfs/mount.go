@@ -25,13 +25,13 @@ func mountCommand() *cli.Command {
 			&cli.DurationFlag{Name: "read-timeout", Value: 90 * time.Second, Usage: "a read that cannot be served in this time fails with EIO"},
 			&cli.DurationFlag{Name: "fetch-timeout", Value: 30 * time.Second, Usage: "deadline of one ranged GET attempt"},
 			&cli.IntFlag{Name: "fetch-retries", Value: 4, Usage: "attempts per ranged GET before the read fails"},
-			&cli.Int64Flag{Name: "memory-cache-mb", Value: 64, Usage: "budget of the in-memory chunk tier, MiB (0 disables)"},
+			&cli.Int64Flag{Name: "memory-cache-mb", Value: 32, Usage: "budget of the in-memory chunk tier, MiB (0 disables)"},
 			&cli.Int64Flag{Name: "chunk-mb", Value: chunkcache.DefaultChunkSize >> 20, Usage: "chunk size, MiB"},
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users (e.g. a sidecar's app container) read the mount"},
 			&cli.BoolFlag{Name: "passthrough", Value: true, Usage: "hand fully cached, verified files to the kernel (FUSE passthrough) where it allows"},
 			&cli.BoolFlag{Name: "prefetch", Value: true, Usage: "stream the whole model into the cache in the background, in the order loaders read it"},
 			&cli.BoolFlag{Name: "direct-io", Usage: "write fetched chunks to the cache dir with O_DIRECT, so a cold load keeps one copy of the model in the page cache, not two: for hosts short of memory (buffered where the filesystem refuses)"},
-			&cli.IntFlag{Name: "workers", Value: 16, Usage: "background chunk fetches in flight (each split into parallel ranges)"},
+			&cli.IntFlag{Name: "workers", Value: 12, Usage: "background chunk fetches in flight (each split into parallel ranges)"},
 			&cli.Int64Flag{Name: "readahead-max-mb", Value: 256, Usage: "largest readahead window of a sequential reader, MiB (0 disables)"},
 			&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
@@ -61,7 +61,7 @@ func runMount(c *cli.Context) error {
 	if mem == 0 {
 		mem = -1
 	}
-	limitResources(mem, int64(c.Int("workers"))*c.Int64("chunk-mb")<<20, log)
+	limitResources(mem, int64(c.Int("workers")+chunkcache.DemandSlack)*c.Int64("chunk-mb")<<20, log)
 	ra := c.Int64("readahead-max-mb") << 20
 	if ra == 0 {
 		ra = -1
