@@ -338,8 +338,9 @@ const howToRead = `### How to read
   listing rows are the download itself (nothing can be loaded before it ends), and the load rows
   are download time plus the load from local disk, run right after the download with its bytes
   still in the page cache, as in a pod.
-- The warm row restarts the daemon on the cache the cold file-order load filled, page cache
-  dropped; for the download baselines it is re-reading the local files with the page cache
+- The warm row restarts the daemon on the cache the cold file-order load filled (weightfs is
+  first left to finish verifying it, untimed, as a pod restarted after a finished load would
+  find it), page cache dropped; for the download baselines it is re-reading the local files with the page cache
   dropped. It reads the local disk, whose speed swings about 2x from one read to the next on this
   VM, so it is the median of -warm-runs runs (each run is in the diagnostics).
 - Peak RSS is VmHWM of the filesystem's process, taken right after each cold load; it should
