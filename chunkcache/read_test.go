@@ -137,3 +137,56 @@ func TestRecycledBuffersNeverReachReaders(t *testing.T) {
 		t.Fatal("no read was answered with a lent buffer; the test checks nothing")
 	}
 }
+
+// TestEnsureReturnsOnceStored: a background fetch holds its buffer until
+// the chunk is on disk, which is what bounds the daemon's memory by its
+// workers; so when Ensure returns the chunk must be present.
+func TestEnsureReturnsOnceStored(t *testing.T) {
+	src := newFakeSource()
+	f := src.add("model.safetensors", 8*testChunk, 11)
+	c := newTestCache(t, t.TempDir())
+	o, err := c.Object("test", f, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for idx := 0; idx < o.NumChunks(); idx++ {
+		if err := o.Ensure(context.Background(), idx); err != nil {
+			t.Fatal(err)
+		}
+		if !o.Present(idx) {
+			t.Fatalf("Ensure(%d) returned before the chunk was stored", idx)
+		}
+	}
+}
+
+// TestVerificationFinishesWhileClientsRead: the verifier slows down while
+// clients read, but must not starve: a file completed under a reader that
+// never stops still gets its verdict.
+func TestVerificationFinishesWhileClientsRead(t *testing.T) {
+	src := newFakeSource()
+	size := 16 * testChunk
+	f := src.add("model.safetensors", size, 12)
+	c := newTestCache(t, t.TempDir())
+	o, err := c.Object("test", f, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // a client reading without pause, so the cache stays busy
+		p := make([]byte, 4096)
+		for off := int64(0); ; off = (off + 4096) % int64(size) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			o.ReadAt(context.Background(), p, off)
+		}
+	}()
+	waitFor(t, "the cache to look busy", c.busy)
+	waitFor(t, "verification under constant reads", o.Done)
+	if s := o.Stats(); !s.Verified {
+		t.Fatalf("stats = %+v", s)
+	}
+}
