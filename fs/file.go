@@ -132,11 +132,8 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		n.cfg.readFailed(n.vol, n.file.Path, off, err)
 		return nil, syscall.EIO
 	}
-	if done != nil {
-		return &lentResult{data: data, done: done}, 0
-	}
 	if sec == nil {
-		return fuse.ReadResultData(data), 0
+		return &dataResult{data: data, done: done}, 0
 	}
 	if f, base, size := sec.Outer(); size <= int64(len(dest)) {
 		if f, ok := f.(*os.File); ok {
@@ -150,19 +147,25 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		n.cfg.readFailed(n.vol, n.file.Path, off, err)
 		return nil, syscall.EIO
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	return &dataResult{data: dest[:k]}, 0
 }
 
-// lentResult is a reply made of a buffer lent by the content: go-fuse
-// writes it to the kernel and then calls Done, which hands it back.
-type lentResult struct {
+// dataResult is a reply of bytes in memory. It offers them as slices, so
+// go-fuse writes them with one writev; a plain fuse.ReadResultData first
+// tries, and fails, to splice them (a pipe write and drain per read).
+type dataResult struct {
 	data []byte
-	done func()
+	done func() // when set, called once the reply is out: data is lent
 }
 
-func (r *lentResult) Size() int                          { return len(r.data) }
-func (r *lentResult) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
-func (r *lentResult) Done()                              { r.done() }
+func (r *dataResult) Size() int                          { return len(r.data) }
+func (r *dataResult) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.OK }
+func (r *dataResult) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.data}, fuse.OK }
+func (r *dataResult) Done() {
+	if r.done != nil {
+		r.done()
+	}
+}
 
 // dropNotifier is implemented by content that can discard bytes it served.
 type dropNotifier interface{ OnDrop(func()) }
