@@ -11,19 +11,20 @@ package chunkcache
 // burst into garbage): memory stays flat at what the fetches in flight need,
 // and the GC has almost nothing to do.
 type bufPool struct {
-	size int
-	free chan []byte
+	size    int
+	anySize bool // serve requests of any size up to size from the pool
+	free    chan []byte
 }
 
-func newBufPool(size int64, idle int) *bufPool {
-	return &bufPool{size: int(size), free: make(chan []byte, idle)}
+func newBufPool(size int64, idle int, anySize bool) *bufPool {
+	return &bufPool{size: int(size), anySize: anySize, free: make(chan []byte, idle)}
 }
 
-// get returns a buffer of n bytes with undefined content. Only chunk-sized
-// requests come from the pool: a small file's buffer may be kept by the
-// memory tier, which charges for capacity.
+// get returns a buffer of n bytes with undefined content. Unless anySize,
+// only near-full-size requests come from the pool: a small file's chunk
+// buffer may be kept by the memory tier, which charges for capacity.
 func (b *bufPool) get(n int64) []byte {
-	if int(n) > b.size || int(n) < b.size/2 {
+	if int(n) > b.size || (!b.anySize && int(n) < b.size/2) {
 		return make([]byte, n)
 	}
 	select {

@@ -97,7 +97,8 @@ type Cache struct {
 	mem      *memTier
 	sched    *sched
 	verifier *verifier
-	bufs     *bufPool
+	bufs     *bufPool // chunk buffers
+	readBufs *bufPool // O_DIRECT reads of the cache files
 
 	lastRead atomic.Int64 // unix nanos of the latest read by a client
 
@@ -152,7 +153,10 @@ func Open(o Options) (*Cache, error) {
 		return nil, err
 	}
 	c := &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}
-	c.bufs = newBufPool(o.ChunkSize, o.MaxWorkers+DemandSlack)
+	c.bufs = newBufPool(o.ChunkSize, o.MaxWorkers+DemandSlack, false)
+	// Reads of a cache file written with O_DIRECT (see readDirect): up to a
+	// FUSE request, 1 MiB, plus alignment slack.
+	c.readBufs = newBufPool(1<<20+2*directAlign, 16, true)
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
 	return c, nil

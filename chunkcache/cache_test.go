@@ -267,6 +267,22 @@ func TestCacheFileBytesWithAndWithoutDirectIO(t *testing.T) {
 			if !bytes.Equal(got, src.content(f.Path)) {
 				t.Fatal("cache file differs from the origin")
 			}
+			// Reads of the stored chunks, at unaligned offsets and up
+			// to the file's unaligned end (O_DIRECT reads with
+			// DirectWrites, buffered or spliced otherwise).
+			for _, r := range []struct{ off, n int }{{0, 1}, {5, 4096}, {testChunk + 123, 10000}, {size - 999, 999}} {
+				data, sec, done, err := o.ReadRef(context.Background(), make([]byte, r.n), int64(r.off))
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := refBytes(t, data, sec)
+				if !bytes.Equal(b, got[r.off:r.off+r.n]) {
+					t.Fatalf("%d bytes at %d differ from the origin's", r.n, r.off)
+				}
+				if done != nil {
+					done()
+				}
+			}
 		})
 	}
 }

@@ -83,10 +83,10 @@ type call struct {
 	done   chan struct{} // closed when the bytes are in (or failed)
 	stored chan struct{} // closed when they are on disk too and the fetch is over
 	err    error         // set before done is closed
-	buf   []byte // the chunk, immutable once done is closed; nil if dropped
-	owned []byte // GUARDED_BY(Object.mu); the buffer, to recycle
-	refs  int    // GUARDED_BY(Object.mu); the fetch plus readers holding buf
-	kept  bool   // GUARDED_BY(Object.mu); the memory tier took the buffer
+	buf    []byte        // the chunk, immutable once done is closed; nil if dropped
+	owned  []byte        // GUARDED_BY(Object.mu); the buffer, to recycle
+	refs   int           // GUARDED_BY(Object.mu); the fetch plus readers holding buf
+	kept   bool          // GUARDED_BY(Object.mu); the memory tier took the buffer
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
@@ -122,7 +122,11 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 		o.data.Close()
 		return nil, diskError(c.opts.Dir, err)
 	}
-	o.direct = openDirect(dataPath, c.opts.DirectWrites)
+	if o.direct, err = openDirect(dataPath, f.Size, c.opts.DirectWrites); err != nil {
+		o.data.Close()
+		o.logf.Close()
+		return nil, diskError(c.opts.Dir, err)
+	}
 	o.loadLog()
 	if o.npresent == o.nchunks {
 		if _, err := os.Stat(c.objectPath(key, ".ok")); err == nil {

@@ -14,13 +14,13 @@ type piece struct {
 	data []byte
 	off  int64
 	n    int
-	cl   *call // data is cl's buffer: release with o.unref(cl)
+	done func() // set when data is a lent buffer: hands it back
 }
 
 // release lets go of the piece's buffer, if it borrowed one.
 func (o *Object) release(pc piece) {
-	if pc.cl != nil {
-		o.unref(pc.cl)
+	if pc.done != nil {
+		pc.done()
 	}
 }
 
@@ -67,8 +67,8 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pc.cl != nil {
-		return pc.data, nil, func() { o.release(pc) }, nil
+	if pc.done != nil {
+		return pc.data, nil, pc.done, nil
 	}
 	if pc.data != nil {
 		return pc.data, nil, nil, nil
@@ -170,11 +170,11 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			return piece{}, cl.err
 		}
 		if cl.buf != nil {
-			var hold *call
+			pc := piece{data: cl.buf[within : within+int64(n)], n: n}
 			if n > 0 {
-				hold = cl
+				pc.done = func() { o.unref(cl) }
 			}
-			return piece{data: cl.buf[within : within+int64(n)], n: n, cl: hold}, nil
+			return pc, nil
 		}
 		// The fetch finished but its bytes were dropped (verification
 		// failed meanwhile): look again, a bounded number of times.
@@ -196,6 +196,9 @@ func (o *Object) presentPiece(gen uint64, idx int, within int64, n int) piece {
 	}
 	o.c.opts.Events.Hit("disk")
 	cOff, _ := o.chunkBounds(idx)
+	if pc, ok := o.readDirect(cOff+within, n); ok {
+		return pc
+	}
 	return piece{off: cOff + within, n: n}
 }
 
