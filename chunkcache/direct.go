@@ -11,17 +11,19 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// With Options.DirectWrites, chunks are written to the cache file with
-// O_DIRECT where the filesystem allows it. Why: a byte read through the
-// mount already sits in the kernel's page cache of the FUSE file
-// (FOPEN_KEEP_CACHE); a buffered write puts a second copy in the page cache
-// of the cache file, doubling the memory a cold load dirties and the CPU it
-// spends copying (measured: 10-25% less daemon CPU for a cold 2 GiB load).
-// It is off by default because chunks prefetched ahead of a reader, and the
-// verifier's pass, then come from the disk instead of memory: no faster on
-// the benchmark machine, and later verdicts (so later passthrough). Reads
-// of the cache file stay buffered, so a chunk read back is cached once, and
-// the verifier reads with O_DIRECT too, so hashing does not fill memory.
+// With Options.DirectWrites, the daemon moves bytes between its buffers
+// and the cache files with O_DIRECT where the filesystem allows it: chunks
+// are written so, read back so (into pooled buffers lent to the reply) and
+// verified so. Why: a byte read through the mount already sits in the
+// kernel's page cache of the FUSE file (FOPEN_KEEP_CACHE); a buffered write
+// puts a second copy in the page cache of the cache file, doubling the
+// memory a cold load fills and the copying it costs. Measured on the
+// benchmark VM: a third of the daemon CPU and a cold 2 GiB load in 3.3-3.8 s
+// instead of 4.8-5.4 s. It is off by default: chunks read back come from
+// the disk, not memory (slower on network disks), verdicts come later, and
+// on that VM much of the gain was memory it had to fault in from its host,
+// a cost that moved to the next reader of the files rather than going away
+// (warm reloads took 3.1-3.7 s instead of 1.05 s). See BENCHMARKS.md.
 //
 // direct is nil where O_DIRECT is off or refused (tmpfs on old kernels,
 // some overlay filesystems); the first EINVAL turns it off for good.

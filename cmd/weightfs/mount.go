@@ -30,7 +30,7 @@ func mountCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-other", Usage: "let other users (e.g. a sidecar's app container) read the mount"},
 			&cli.BoolFlag{Name: "passthrough", Value: true, Usage: "hand fully cached, verified files to the kernel (FUSE passthrough) where it allows"},
 			&cli.BoolFlag{Name: "prefetch", Value: true, Usage: "stream the whole model into the cache in the background, in the order loaders read it"},
-			&cli.BoolFlag{Name: "direct-io", Usage: "write fetched chunks to the cache dir with O_DIRECT, so a cold load keeps one copy of the model in the page cache, not two: for hosts short of memory (buffered where the filesystem refuses)"},
+			&cli.BoolFlag{Name: "direct-io", Usage: "move bytes to and from the cache dir with O_DIRECT, so a cold load keeps one copy of the model in the page cache, not two: for hosts short of memory (buffered where the filesystem refuses)"},
 			&cli.IntFlag{Name: "workers", Value: 12, Usage: "background chunk fetches in flight (each split into parallel ranges)"},
 			&cli.Int64Flag{Name: "readahead-max-mb", Value: 256, Usage: "largest readahead window of a sequential reader, MiB (0 disables)"},
 			&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"},
