@@ -102,7 +102,6 @@ func (b *bench) run() {
 	b.res.limit(rowTTFT, b.loadLimit(firstTensorBytes(o)))
 	b.res.limit(rowColdFile, b.loadLimit(o.total))
 	b.res.limit(rowColdTF, b.loadLimit(o.shardBytes()))
-	b.warmUp(o)
 	for _, t := range []*tool{b.weightfsTool("hf", o), b.weightfsTool("s3", o), b.rcloneTool(o), b.s3fsTool(o)} {
 		if !b.skip(t.name) {
 			b.runTool(t, o, true)
@@ -131,29 +130,6 @@ func (b *bench) run() {
 		b.runTool(b.weightfsTool("hf", eo), eo, false)
 		os.RemoveAll(eo.dir)
 	}
-}
-
-// warmUp downloads the model once, untimed, and throws it away. Why: on a
-// VM whose balloon reports free pages (this one), memory left free for a
-// while goes back to the host and is slow to touch again, so without it
-// the first configuration measured pays for that alone (measured: 6.7
-// against 3.8 daemon CPU-seconds for the same load). Every measured run
-// then starts from the same state: page cache dropped a moment before.
-func (b *bench) warmUp(o *origin) {
-	dir, err := os.MkdirTemp(b.work, "warmup-")
-	if err != nil {
-		b.res.note(err.Error())
-		return
-	}
-	defer os.RemoveAll(dir)
-	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), b.s.stepTimeout)
-	defer cancel()
-	if err := download(ctx, b.hub.URL(), o.repoID, o.files, dir, b.s.dlRanges, b.s.dlRangeMB<<20); err != nil {
-		b.res.note("warm-up download failed: " + err.Error())
-		return
-	}
-	step("warm-up: downloaded the model once, untimed, in %s", since(t0))
 }
 
 // runTool measures one FUSE filesystem. Each cold measurement gets its own
