@@ -263,7 +263,7 @@ func (rp *report) settings() string {
 		s.dlRanges, s.dlRangeMB)
 	fmt.Fprintf(&b, "- loads: file order = every file in path order, read sequentially with reads cycling 1, 2, 3, 4 MiB; transformers order = all tensors sorted by natural key, copied out of mmaps of the shards by %d threads sharing one queue; step deadline %s\n",
 		s.threads, s.stepTimeout)
-	fmt.Fprintf(&b, "- page cache dropped before every cold run: %v; then %s written to a file and deleted, untimed, so every run starts with memory the VM's host has not taken back (-prime-mb); %s\n", e.root, primeLabel(), e.goVersion)
+	fmt.Fprintf(&b, "- page cache dropped before every cold run: %v; then %s of memory touched and freed, untimed, so every run starts with memory the VM's host has not taken back (-prime-mb); %s\n", e.root, primeLabel(), e.goVersion)
 	return b.String()
 }
 
