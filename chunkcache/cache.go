@@ -9,6 +9,7 @@ package chunkcache
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -112,7 +113,10 @@ type Cache struct {
 
 	lastRead atomic.Int64 // unix nanos of the latest read by a client
 
-	fetchedBytes atomic.Int64 // bytes fetched from origins, for adaptation
+	fetchedBytes atomic.Int64   // bytes fetched from origins, for adaptation
+	fetches      sync.WaitGroup // chunk fetches running (Object.fetch)
+	fetchMu      sync.Mutex     // orders startFetch against Close
+	closing      bool           // GUARDED_BY(fetchMu)
 
 	mu      sync.Mutex
 	objects map[string]*Object // GUARDED_BY(mu), by object key
@@ -173,8 +177,15 @@ func Open(o Options) (*Cache, error) {
 }
 
 // Close releases open files and the memory tier.
+//
+// It cancels fetches in flight and waits for them, so bytes that already
+// arrived are stored and nothing touches a file after it is closed.
 func (c *Cache) Close() error {
+	c.fetchMu.Lock()
+	c.closing = true
+	c.fetchMu.Unlock()
 	c.sched.stop()
+	c.fetches.Wait()
 	c.verifier.stop()
 	c.mu.Lock()
 	objs := c.objects
@@ -186,6 +197,20 @@ func (c *Cache) Close() error {
 	c.mem.close()
 	return nil
 }
+
+// startFetch counts a fetch about to start; false once the cache closes.
+func (c *Cache) startFetch() bool {
+	c.fetchMu.Lock()
+	defer c.fetchMu.Unlock()
+	if c.closing {
+		return false
+	}
+	c.fetches.Add(1)
+	return true
+}
+
+// ErrClosed is returned by reads that would fetch after Close.
+var ErrClosed = errors.New("cache closed")
 
 // busy reports whether clients are reading: one waits on the network, or
 // one read in the last 100 ms. Background CPU work (verification) yields then.

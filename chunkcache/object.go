@@ -197,7 +197,9 @@ func (o *Object) memKey(gen uint64, idx int) string {
 // capped (~50 MB/s to a CDN), so that cuts the wait for them, at the price
 // of more requests, which only those chunks pay.
 func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), o.c.opts.FetchTimeout)
+	defer o.c.fetches.Done()
+	// Detached from readers, but not from the cache: Close cancels it.
+	ctx, cancel := context.WithTimeout(o.c.sched.ctx, o.c.opts.FetchTimeout)
 	defer cancel()
 	cOff, cLen := o.chunkBounds(idx)
 	buf := o.c.bufs.get(cLen)
@@ -298,7 +300,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	o.dataMu.RLock()
 	defer o.dataMu.RUnlock()
 	o.mu.Lock()
-	stale := o.gen != gen || o.closed // closed: shutting down, not a disk error
+	stale := o.gen != gen
 	o.mu.Unlock()
 	if stale {
 		return false

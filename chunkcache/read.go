@@ -124,6 +124,11 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		}
 		cl, ok := o.inflight[idx]
 		if !ok {
+			if !o.c.startFetch() {
+				o.mu.Unlock()
+				o.dataMu.RUnlock()
+				return piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrClosed)
+			}
 			cl = &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1} // the fetch's reference
 			o.inflight[idx] = cl
 			go o.fetch(idx, cl, gen, demand)
