@@ -5,6 +5,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/dustin/go-humanize"
+
 	"context"
 	"errors"
 	"fmt"
@@ -160,18 +162,8 @@ func logWarnings(log *slog.Logger, entries []config.Entry) {
 	}
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is n in binary units (KiB, MiB, ...), for messages.
+func humanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
 
 func volumeOnly(entries []config.Entry) ([]config.Entry, error) {
 	var legacy []string

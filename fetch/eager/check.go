@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -139,15 +141,5 @@ func (d *Downloader) checkSpace(parts []*part) error {
 	return nil
 }
 
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// humanBytes is n in binary units (KiB, MiB, ...), for messages.
+func humanBytes(n int64) string { return humanize.IBytes(uint64(max(n, 0))) }
