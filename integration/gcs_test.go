@@ -69,13 +69,7 @@ func TestGCSMountErrorsAreClear(t *testing.T) {
 	entry := func(repo, extra string) string {
 		return "model_cache:\n  - repo_id: " + repo + "\n    use_volume: true\n    volume_folder: v\n" + extra
 	}
-	cases := []struct {
-		name   string
-		config string
-		env    []string
-		args   []string
-		want   []string
-	}{
+	cases := []badInputCase{
 		{"no such bucket", entry("gs://no-such-bucket/llm", ""), gcsEnv(origin.host), nil,
 			[]string{"model_cache[0]", `bucket "no-such-bucket" does not exist`, "check repo_id"}},
 		{"access denied", entry("gs://weights/llm", ""), gcsEnv(deniedHost), nil,
@@ -92,17 +86,7 @@ func TestGCSMountErrorsAreClear(t *testing.T) {
 			[]string{"secret gcs_sa (env TRUSS_SECRET_gcs_sa)", `field type must be "service_account"`}},
 	}
 	secrets := append(saKeySecrets(t), testSecretKey)
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			msg := mountFails(t, mountOpts{config: tc.config, env: tc.env, args: tc.args}, secrets...)
-			checkAll(t, msg, tc.want...)
-			t.Log(msg)
-			if d := time.Since(start); d > 15*time.Second {
-				t.Errorf("the mount took %s to fail", d)
-			}
-		})
-	}
+	runBadInput(t, cases, secrets...)
 }
 
 // One daemon with an S3 entry (keys and session token in a secret) and a GCS

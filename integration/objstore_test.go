@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 	"github.com/johannesboyne/gofakes3"
@@ -321,6 +322,32 @@ func checkCleanOutput(t *testing.T, out string, secrets ...string) {
 		if s != "" && strings.Contains(out, s) {
 			t.Errorf("output contains the credential value %q", s)
 		}
+	}
+}
+
+// badInputCase is a config and environment a mount must refuse, with the
+// fragments its message must contain.
+type badInputCase struct {
+	name   string
+	config string
+	env    []string
+	args   []string
+	want   []string
+}
+
+// runBadInput runs each case as a subtest: the mount fails quickly, with a
+// clean message naming what is wrong, and no secret in it.
+func runBadInput(t *testing.T, cases []badInputCase, secrets ...string) {
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			msg := mountFails(t, mountOpts{config: tc.config, env: tc.env, args: tc.args}, secrets...)
+			checkAll(t, msg, tc.want...)
+			t.Log(msg)
+			if d := time.Since(start); d > 15*time.Second {
+				t.Errorf("the mount took %s to fail", d)
+			}
+		})
 	}
 }
 

@@ -212,13 +212,7 @@ func TestS3MountErrorsAreClear(t *testing.T) {
 	entry := func(repo, extra string) string {
 		return "model_cache:\n  - repo_id: " + repo + "\n    use_volume: true\n    volume_folder: v\n" + extra
 	}
-	cases := []struct {
-		name   string
-		config string
-		env    []string
-		args   []string
-		want   []string
-	}{
+	cases := []badInputCase{
 		{"no such bucket", entry("s3://no-such-bucket/llm", ""), s3Env(origin.srv.URL), nil,
 			[]string{"model_cache[0]", `bucket "no-such-bucket" does not exist`, "check repo_id"}},
 		{"access denied, secret", entry("s3://weights/llm", "    runtime_secret_name: aws_creds\n"),
@@ -244,17 +238,7 @@ func TestS3MountErrorsAreClear(t *testing.T) {
 			append(s3Env(origin.srv.URL), `TRUSS_SECRET_aws_creds={"access_key_id": "`+testAccessKeyID+`", "secret_access_key": ["`+testSecretKey+`"]}`), nil,
 			[]string{"secret aws_creds (env TRUSS_SECRET_aws_creds)", "secret_access_key must be a string"}},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			start := time.Now()
-			msg := mountFails(t, mountOpts{config: tc.config, env: tc.env, args: tc.args}, s3Secrets...)
-			checkAll(t, msg, tc.want...)
-			t.Log(msg)
-			if d := time.Since(start); d > 15*time.Second {
-				t.Errorf("the mount took %s to fail", d)
-			}
-		})
-	}
+	runBadInput(t, cases, s3Secrets...)
 }
 
 // After a restart with the store gone, the listing comes from the saved
