@@ -97,7 +97,7 @@ func (s *orderSource) addBytes(path string, b []byte) fetch.File {
 	s.fakeSource.mu.Lock()
 	s.files[path] = b
 	s.fakeSource.mu.Unlock()
-	sum, _ := Digest(fetch.AlgoSHA256, bytes.NewReader(b), int64(len(b)))
+	sum, _ := fetch.Digest(fetch.AlgoSHA256, bytes.NewReader(b), int64(len(b)))
 	return fetch.File{Path: path, Size: int64(len(b)), Checksum: fetch.Checksum{Algo: fetch.AlgoSHA256, Value: sum}}
 }
 

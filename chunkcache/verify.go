@@ -13,11 +13,6 @@ import (
 	"github.com/weightfs/weightfs/fetch"
 )
 
-// Digest computes the checksum of r (size bytes) with algo, hex encoded.
-func Digest(algo string, r io.Reader, size int64) (string, error) {
-	return fetch.Digest(algo, r, size)
-}
-
 // verifier hashes complete files, one at a time, in the background. Hashing
 // a model costs about a core-second per 2 GB, which on a small machine is
 // CPU a loader needs, so while readers are active it works in short bursts
