@@ -19,6 +19,7 @@ import (
 
 	"github.com/weightfs/weightfs/cmd/weightfs/control"
 	"github.com/weightfs/weightfs/integration/hubemu"
+	"github.com/weightfs/weightfs/integration/modelgen"
 )
 
 // freeAddr returns a loopback address nothing listens on (for a moment).
@@ -150,7 +151,7 @@ func TestControlEndpointsFollowReads(t *testing.T) {
 		t.Errorf("fetched %v bytes before any read", n)
 	}
 
-	if _, err := sha256File(m.path("llm", big)); err != nil {
+	if _, err := modelgen.SHA256File(m.path("llm", big)); err != nil {
 		t.Fatal(err)
 	}
 	st = controlStatus(t, addr, 15*time.Second, func(st *control.Status) bool {
@@ -332,7 +333,7 @@ func TestControlAddrThatIsTaken(t *testing.T) {
 		hub := newHub(t, hubemu.Options{})
 		llmRepo(t, hub, 1<<20, 1)
 		m := mustMount(t, hub, mountOpts{config: llmConfig, args: []string{"--prefetch=false"}})
-		if _, err := sha256File(m.path("llm", "config.json")); err != nil {
+		if _, err := modelgen.SHA256File(m.path("llm", "config.json")); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(m.stderr.String(), "control endpoint disabled") {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/weightfs/weightfs/fetch/config"
 	"github.com/weightfs/weightfs/integration/hubemu"
+	"github.com/weightfs/weightfs/integration/modelgen"
 )
 
 // TestExampleConfigsParse loads every examples/*/config.yaml the way the
@@ -343,7 +344,7 @@ func isMounted(t *testing.T, mp string) bool {
 func TestExampleEntrypointRunsServerAndUnmountsOnSIGTERM(t *testing.T) {
 	hub := newHub(t, hubemu.Options{})
 	origin := llmRepo(t, hub, 4<<20, 1)
-	want, _ := sha256File(filepath.Join(origin, "model.safetensors"))
+	want, _ := modelgen.SHA256File(filepath.Join(origin, "model.safetensors"))
 
 	t.Run("SIGTERM stops the server, then unmounts", func(t *testing.T) {
 		done := filepath.Join(t.TempDir(), "server-read")

@@ -125,13 +125,13 @@ func TestCorruptContentIsRefetchedOnceThenEIO(t *testing.T) {
 			rel := "model.safetensors"
 			hub.SetFault("acme/llm", rel, tc.fault)
 			m := mustMount(t, hub, mountOpts{config: llmConfig, args: []string{"--memory-cache-mb", "0"}})
-			want, _ := sha256File(filepath.Join(origin, rel))
+			want, _ := modelgen.SHA256File(filepath.Join(origin, rel))
 			os.ReadFile(m.path("llm", rel)) // first pass: bytes as the origin sent them
 			// Verification runs when the file is complete; give it time.
 			var err error
 			var got string
 			for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
-				got, err = sha256File(m.path("llm", rel))
+				got, err = modelgen.SHA256File(m.path("llm", rel))
 				if tc.wantEIO && errors.Is(err, syscall.EIO) {
 					break
 				}

@@ -185,7 +185,7 @@ func TestFetchResumesAfterInterruptAndKill(t *testing.T) {
 func assertOnlyVerifiedUnderFinalNames(t *testing.T, origin, dir string) {
 	t.Helper()
 	for p, sum := range treeSums(t, origin) {
-		got, err := sha256File(filepath.Join(dir, p))
+		got, err := modelgen.SHA256File(filepath.Join(dir, p))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -265,7 +265,7 @@ model_cache:
 			etag = hex.EncodeToString(h.Sum(nil))
 		}
 		etags[etag] = true
-		if got, err := sha256File(filepath.Join(repoDir, "blobs", etag)); err != nil || got != sum {
+		if got, err := modelgen.SHA256File(filepath.Join(repoDir, "blobs", etag)); err != nil || got != sum {
 			t.Errorf("%s: blobs/%s has sha256 %s (%v), want %s", p, etag, got, err, sum)
 		}
 		link := filepath.Join(repoDir, "snapshots", commitA, filepath.FromSlash(p))
@@ -281,7 +281,7 @@ model_cache:
 		if want := strings.Repeat("../", depth+2) + "blobs/" + etag; target != want {
 			t.Errorf("%s: link target %q, want %q", p, target, want)
 		}
-		if got, err := sha256File(link); err != nil || got != sum {
+		if got, err := modelgen.SHA256File(link); err != nil || got != sum {
 			t.Errorf("%s: snapshot resolves to sha256 %s (%v), want %s", p, got, err, sum)
 		}
 	}

@@ -4,10 +4,7 @@
 package integration
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -18,6 +15,7 @@ import (
 	"time"
 
 	"github.com/weightfs/weightfs/integration/hubemu"
+	"github.com/weightfs/weightfs/integration/modelgen"
 )
 
 var weightfsBin string
@@ -177,19 +175,6 @@ func (m *mount) kill() {
 
 func (m *mount) path(p ...string) string { return filepath.Join(append([]string{m.dir}, p...)...) }
 
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
 // treeSums maps every regular file under dir (relative path) to its sha256.
 func treeSums(t *testing.T, dir string) map[string]string {
 	t.Helper()
@@ -199,7 +184,7 @@ func treeSums(t *testing.T, dir string) map[string]string {
 			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
-		sum, err := sha256File(p)
+		sum, err := modelgen.SHA256File(p)
 		out[filepath.ToSlash(rel)] = sum
 		return err
 	})

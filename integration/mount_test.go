@@ -421,8 +421,8 @@ func TestRestartWithOriginGoneServesCache(t *testing.T) {
 		t.Fatalf("offline listing has %d files, want %d", len(got), len(wantSizes))
 	}
 	for _, rel := range cached {
-		sum, err := sha256File(m2.path("llm", rel))
-		want, _ := sha256File(filepath.Join(origin, rel))
+		sum, err := modelgen.SHA256File(m2.path("llm", rel))
+		want, _ := modelgen.SHA256File(filepath.Join(origin, rel))
 		if err != nil || sum != want {
 			t.Errorf("%s offline: %v (sha256 match %v)", rel, err, sum == want)
 		}

@@ -271,7 +271,7 @@ func TestS3OfflineRestartServesCache(t *testing.T) {
 	}
 	checkSameFiles(t, "offline listing", treeSizes(t, m2.path("llm")), sizesOf(files))
 	for _, rel := range cached {
-		if sum, err := sha256File(m2.path("llm", rel)); err != nil || sum != sha256Sum(files[rel]) {
+		if sum, err := modelgen.SHA256File(m2.path("llm", rel)); err != nil || sum != sha256Sum(files[rel]) {
 			t.Errorf("%s offline: %v (sha256 match %v)", rel, err, sum == sha256Sum(files[rel]))
 		}
 	}

@@ -1,7 +1,9 @@
 package modelgen
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -290,4 +292,20 @@ func tameFloats(b []byte, lo int64, h Header, order []string) {
 			b[i] &= 0xBF
 		}
 	}
+}
+
+// SHA256File is the hex sha256 of the file at p: what the Hub lists as a
+// large file's oid, and what the tests, the demo and the bench check every
+// byte read through a mount against.
+func SHA256File(p string) (string, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

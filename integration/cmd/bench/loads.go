@@ -261,7 +261,7 @@ func naturalKey(s string) []keyPart {
 func verifySums(root string, files []fileInfo, sums map[string]string) error {
 	var bad []string
 	for _, f := range files {
-		got, err := sha256File(filepath.Join(root, f.rel))
+		got, err := modelgen.SHA256File(filepath.Join(root, f.rel))
 		if err != nil {
 			return fmt.Errorf("%s: %w", f.rel, err)
 		}

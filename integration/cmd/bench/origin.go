@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log"
@@ -94,7 +92,7 @@ func newOrigin(root string, sizeMB int64, shards int) (*origin, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sum, err := sha256File(filepath.Join(dir, rel))
+			sum, err := modelgen.SHA256File(filepath.Join(dir, rel))
 			if err != nil {
 				errs <- err
 				return
@@ -110,19 +108,6 @@ func newOrigin(root string, sizeMB int64, shards int) (*origin, error) {
 		return nil, err
 	}
 	return o, nil
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.CopyBuffer(h, f, make([]byte, 1<<20)); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // s3Origin is gofakes3 (in memory) behind the same CDN throttle as the Hub

@@ -6,9 +6,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -147,8 +145,8 @@ func run(bin string, size int64, shards int, perConn, aggregate int64, ttfb time
 	tSum := time.Now()
 	bad := 0
 	for _, f := range files {
-		a, err1 := sha256File(filepath.Join(vol, f.rel))
-		b, err2 := sha256File(filepath.Join(origin, f.rel))
+		a, err1 := modelgen.SHA256File(filepath.Join(vol, f.rel))
+		b, err2 := modelgen.SHA256File(filepath.Join(origin, f.rel))
 		if err1 != nil || err2 != nil || a != b {
 			bad++
 			fmt.Printf("      MISMATCH %s (%v %v)\n", f.rel, err1, err2)
@@ -233,19 +231,6 @@ func firstTensor(p string) (string, int64, error) {
 		return "", 0, err
 	}
 	return name, int64(len(buf)), nil
-}
-
-func sha256File(p string) (string, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // lineWatcher collects the daemon's log and signals when a line appears.
