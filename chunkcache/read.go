@@ -28,15 +28,27 @@ func (o *Object) release(pc piece) {
 // file. Reads of different chunks, or of present chunks, never wait on each
 // other; readers of one missing chunk share one fetch.
 func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= o.file.Size || len(p) == 0 {
+	p = o.clientRead(p, off)
+	if len(p) == 0 {
 		return 0, nil
+	}
+	return o.copyOut(ctx, p, off)
+}
+
+// clientRead clips p to the file and records a client read of it at off
+// (readahead follows it; background work yields to it).
+func (o *Object) clientRead(p []byte, off int64) []byte {
+	if off >= o.file.Size {
+		return p[:0]
 	}
 	if rem := o.file.Size - off; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	o.c.lastRead.Store(time.Now().UnixNano())
-	o.noteAccess(off, int64(len(p)))
-	return o.copyOut(ctx, p, off)
+	if len(p) > 0 {
+		o.c.lastRead.Store(time.Now().UnixNano())
+		o.noteAccess(off, int64(len(p)))
+	}
+	return p
 }
 
 // ReadRef is ReadAt without the copy where it can: when the bytes asked for
@@ -48,14 +60,10 @@ func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // done, when not nil, must be called once the caller is through with data
 // (after the reply went out): the buffer is then reused.
 func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, done func(), err error) {
-	if off >= o.file.Size || len(dest) == 0 {
-		return dest[:0], nil, nil, nil
+	dest = o.clientRead(dest, off)
+	if len(dest) == 0 {
+		return dest, nil, nil, nil
 	}
-	if rem := o.file.Size - off; int64(len(dest)) > rem {
-		dest = dest[:rem]
-	}
-	o.c.lastRead.Store(time.Now().UnixNano())
-	o.noteAccess(off, int64(len(dest)))
 	idx := int(off / o.c.opts.ChunkSize)
 	cOff, cLen := o.chunkBounds(idx)
 	within := off - cOff
@@ -67,11 +75,8 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pc.done != nil {
-		return pc.data, nil, pc.done, nil
-	}
 	if pc.data != nil {
-		return pc.data, nil, nil, nil
+		return pc.data, nil, pc.done, nil
 	}
 	return nil, io.NewSectionReader(o.data, pc.off, int64(pc.n)), nil, nil
 }
