@@ -45,6 +45,10 @@ func (m *memTier) put(key string, b []byte) bool {
 		return false
 	}
 	m.c.Set(key, b, int64(cap(b)))
+	// Sets are applied asynchronously; wait, so a chunk marked present
+	// right after is found here. Mostly first chunks come here (see
+	// memWorthy), so the wait is rare.
+	m.c.Wait()
 	return true
 }
 
