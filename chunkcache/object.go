@@ -13,8 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -72,21 +70,6 @@ type Object struct {
 	waiters    map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
 	closed     bool             // GUARDED_BY(mu); the cache was closed
 	onDrop     []func()         // GUARDED_BY(mu); told when content is dropped
-}
-
-// call is one in-flight chunk fetch that any number of readers may wait on.
-//
-// Its buffer is recycled once nobody holds it: the fetch holds one
-// reference until the chunk is stored, and every reader that may be handed
-// the buffer holds one until its reply has gone out (see unref).
-type call struct {
-	done   chan struct{} // closed when the bytes are in (or failed)
-	stored chan struct{} // closed when they are on disk too and the fetch is over
-	err    error         // set before done is closed
-	buf    []byte        // the chunk, immutable once done is closed; nil if dropped
-	owned  []byte        // GUARDED_BY(Object.mu); the buffer, to recycle
-	refs   int           // GUARDED_BY(Object.mu); the fetch plus readers holding buf
-	kept   bool          // GUARDED_BY(Object.mu); the memory tier took the buffer
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
@@ -187,16 +170,11 @@ func (o *Object) memKey(gen uint64, idx int) string {
 	return o.key + "/" + strconv.FormatUint(gen, 10) + "/" + strconv.Itoa(idx)
 }
 
-// fetch downloads chunk idx as parallel sub-ranges, stores it, and wakes
-// every waiter. It runs on its own deadline, detached from any reader, so a
-// reader that gives up does not waste the work others may be waiting for.
-//
-// A chunk a reader is already waiting for, and the first chunk of every
-// file (a safetensors header, which every loader reads before anything
-// else), are split into ranges of half the usual size: a connection is
-// capped (~50 MB/s to a CDN), so that cuts the wait for them, at the price
-// of more requests, which only those chunks pay.
-func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
+// fetch downloads chunk idx as parallel sub-ranges (cl.parts, see newCall),
+// stores it, and wakes every waiter. It runs on its own deadline, detached
+// from any reader, so a reader that gives up does not waste the work others
+// may be waiting for.
+func (o *Object) fetch(idx int, cl *call) {
 	defer o.c.fetches.Done()
 	// Detached from readers, but not from the cache: Close cancels it.
 	ctx, cancel := context.WithTimeout(o.c.sched.ctx, o.c.opts.FetchTimeout)
@@ -208,11 +186,7 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 	o.mu.Unlock()
 	defer o.unref(cl)
 	start := time.Now()
-	rs := o.c.opts.RangeSize
-	if (demand || idx == 0) && rs >= 512<<10 {
-		rs /= 2
-	}
-	err := o.fetchRanges(ctx, cOff, buf, rs)
+	err := o.fetchParts(ctx, cOff, buf, cl.parts)
 	if err != nil {
 		cl.err = fmt.Errorf("%s %s: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
 		o.c.opts.Events.FetchFailed(o.origin, err)
@@ -232,13 +206,13 @@ func (o *Object) fetch(idx int, cl *call, gen uint64, demand bool) {
 	// stays in flight until the chunk is stored, so late readers join it
 	// rather than fetching again.
 	o.mu.Lock()
-	if o.gen == gen {
+	if o.gen == cl.gen {
 		cl.buf = buf // dropped while in flight: never serve it
 	}
 	_, demanded := o.waiters[idx]
 	o.mu.Unlock()
 	close(cl.done)
-	kept := o.store(idx, gen, buf, demanded && o.memWorthy(idx))
+	kept := o.store(idx, cl.gen, buf, demanded && o.memWorthy(idx))
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)
@@ -272,19 +246,6 @@ func (o *Object) unref(cl *call) {
 // copy (O_DIRECT writes) every chunk a reader waited for is worth it.
 func (o *Object) memWorthy(idx int) bool {
 	return idx == 0 || o.nchunks <= 4 || o.direct != nil
-}
-
-func (o *Object) fetchRanges(ctx context.Context, off int64, buf []byte, rs int64) error {
-	if int64(len(buf)) <= rs {
-		return o.src.ReadRange(ctx, o.file, off, buf)
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	for s := int64(0); s < int64(len(buf)); s += rs {
-		part := buf[s:min(s+rs, int64(len(buf)))]
-		pOff := off + s
-		g.Go(func() error { return o.src.ReadRange(gctx, o.file, pOff, part) })
-	}
-	return g.Wait()
 }
 
 // store writes a fetched chunk to disk and marks it present. A failed

@@ -134,9 +134,9 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 				o.dataMu.RUnlock()
 				return piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrClosed)
 			}
-			cl = &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1} // the fetch's reference
+			cl = o.newCall(idx, gen, demand)
 			o.inflight[idx] = cl
-			go o.fetch(idx, cl, gen, demand)
+			go o.fetch(idx, cl)
 		}
 		if demand {
 			o.waiters[idx] = struct{}{}
@@ -158,15 +158,25 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		if n == 0 && !demand {
 			wait = cl.stored
 		}
-		var err error
-		select {
-		case <-wait:
-		case <-ctx.Done():
-			err = fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, ctx.Err())
+		// A reader needing only part of the chunk is served as soon as the
+		// ranges holding it are in.
+		pc, early, err := o.awaitParts(ctx, cl, within, n)
+		if !early && err == nil {
+			select {
+			case <-wait:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		if err != nil {
+			err = fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, err)
 		}
 		if demand {
 			o.c.sched.waiting.Add(-1)
 			o.c.opts.Events.Waited(time.Since(start))
+		}
+		if early {
+			return pc, nil
 		}
 		if err != nil || cl.err != nil || cl.buf == nil {
 			if n > 0 {

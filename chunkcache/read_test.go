@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/weightfs/weightfs/fetch"
 )
 
 // refBytes resolves what ReadRef returned into bytes, and says which form
@@ -188,5 +190,97 @@ func TestVerificationFinishesWhileClientsRead(t *testing.T) {
 	waitFor(t, "verification under constant reads", o.Done)
 	if s := o.Stats(); !s.Verified {
 		t.Fatalf("stats = %+v", s)
+	}
+}
+
+// gatedSource holds every ranged read that starts at or after from until
+// open is closed.
+type gatedSource struct {
+	*fakeSource
+	from int64
+	open chan struct{}
+}
+
+func (g *gatedSource) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
+	if off >= g.from {
+		select {
+		case <-g.open:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return g.fakeSource.ReadRange(ctx, f, off, p)
+}
+
+// TestReadersServedFromArrivedParts: a reader waits only for the ranges of
+// a chunk that hold its bytes, so a header is served one range after the
+// request, whatever the rest of its chunk is doing.
+func TestReadersServedFromArrivedParts(t *testing.T) {
+	const chunk = 4 << 20
+	for _, tc := range []struct {
+		name      string
+		held      int64 // ranged reads starting here or later are held
+		off, n    int64
+		wantEarly bool // served while the held reads are still held
+	}{
+		{"header: first bytes of a file", headRange, 0, 4096, true},
+		{"tensor starting mid-chunk", chunk + 1<<20, chunk + 600<<10, 100 << 10, true},
+		{"read reaching into a held range waits", headRange, 0, headRange + 10, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := &gatedSource{fakeSource: newFakeSource(), from: tc.held, open: make(chan struct{})}
+			f := src.add("model.safetensors", 2*chunk, 13)
+			want := src.content(f.Path)[tc.off : tc.off+tc.n]
+			c, err := Open(Options{Dir: t.TempDir(), ChunkSize: chunk, RangeSize: 1 << 20, FetchTimeout: 10 * time.Second, ReadaheadMax: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			release := sync.OnceFunc(func() { close(src.open) })
+			defer release()
+			o, err := c.Object("test", f, src)
+			if err != nil {
+				t.Fatal(err)
+			}
+			type result struct {
+				got []byte
+				err error
+			}
+			res := make(chan result, 1)
+			go func() {
+				data, sec, done, err := o.ReadRef(context.Background(), make([]byte, tc.n), tc.off)
+				var got []byte
+				if err == nil {
+					got, _ = refBytes(t, data, sec)
+					got = bytes.Clone(got)
+				}
+				if done != nil {
+					done()
+				}
+				res <- result{got, err}
+			}()
+			var r result
+			if tc.wantEarly {
+				select {
+				case r = <-res:
+				case <-time.After(5 * time.Second):
+					t.Fatal("the read waited for ranges that do not hold its bytes")
+				}
+			} else {
+				select {
+				case r = <-res:
+					t.Fatalf("the read returned (err %v) before all of its bytes had arrived", r.err)
+				case <-time.After(100 * time.Millisecond):
+				}
+				release()
+				r = <-res
+			}
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if !bytes.Equal(r.got, want) {
+				t.Fatalf("got %d bytes that differ from the origin's", len(r.got))
+			}
+		})
 	}
 }
