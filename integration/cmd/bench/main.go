@@ -41,6 +41,8 @@ type settings struct {
 	mountTimeout time.Duration
 	threads      int      // transformers-order loader threads
 	warmRuns     int      // repetitions of each warm measurement (the median is reported)
+	ttftRuns     int      // repetitions of the cold first-tensor measurement (median)
+	ttftOnly     bool     // stop each configuration after its first-tensor row (tuning)
 	dlRanges     int      // download baseline: ranges in flight
 	dlRangeMB    int64    // download baseline: range size
 	weightfsArgs []string // extra `weightfs mount` flags
@@ -74,6 +76,8 @@ func main() {
 	flag.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Minute, "deadline of one timed step (a load); past it the tool is killed and the step fails")
 	flag.DurationVar(&s.mountTimeout, "mount-timeout", 60*time.Second, "deadline for a mount to become ready")
 	flag.IntVar(&s.warmRuns, "warm-runs", 3, "repetitions of each warm (local disk) measurement; the median is reported")
+	flag.IntVar(&s.ttftRuns, "ttft-runs", 5, "repetitions of the cold time-to-first-tensor measurement, each on a new daemon and an empty cache; the median is reported")
+	flag.BoolVar(&s.ttftOnly, "ttft-only", false, "measure only the listing and first-tensor rows (for tuning; the report is incomplete)")
 	flag.IntVar(&s.threads, "threads", 4, "threads of the transformers-order loader")
 	flag.IntVar(&s.dlRanges, "download-ranges", 64, "download baseline: ranged GETs in flight")
 	flag.Int64Var(&s.dlRangeMB, "download-range-mb", 8, "download baseline: range size, MiB")
