@@ -64,8 +64,9 @@ type Source struct {
 	retry     fetch.RetryPolicy
 	initErr   error // a bad endpoint or repo id, reported by every call
 
-	mu  sync.Mutex
-	cdn map[cdnKey]*url.URL // GUARDED_BY(mu); resolved CDN URL per file, never held across I/O
+	mu        sync.Mutex
+	cdn       map[cdnKey]*url.URL      // GUARDED_BY(mu); resolved CDN URL per file, never held across I/O
+	resolving map[cdnKey]chan struct{} // GUARDED_BY(mu); closed once the resolve in flight knows where the file is
 }
 
 var _ fetch.Source = (*Source)(nil)
@@ -85,6 +86,7 @@ func New(e config.Entry, o Options) *Source {
 		log:       o.Logger,
 		retry:     o.Retry,
 		cdn:       make(map[cdnKey]*url.URL),
+		resolving: make(map[cdnKey]chan struct{}),
 	}
 	if s.rev == "" {
 		s.rev = defaultRevision
@@ -211,7 +213,9 @@ func hostPort(u *url.URL) string {
 // get issues GET u and follows redirects itself (at most maxRedirects), so
 // that the token goes only to Hub-host hops and the caller sees the final
 // URL in resp.Request.URL. With follow false it returns the first answer.
-func (s *Source) get(ctx context.Context, u *url.URL, rangeHdr, op string, follow bool) (*http.Response, error) {
+// leaving, if not nil, is told each redirect that leaves the Hub host,
+// before it is followed.
+func (s *Source) get(ctx context.Context, u *url.URL, rangeHdr, op string, follow bool, leaving func(*url.URL)) (*http.Response, error) {
 	for hop := 0; ; hop++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 		if err != nil {
@@ -242,6 +246,9 @@ func (s *Source) get(ctx context.Context, u *url.URL, rangeHdr, op string, follo
 		}
 		if hop >= maxRedirects {
 			return nil, fetch.Permanent(fmt.Errorf("%s: more than %d redirects (last to %s)", op, maxRedirects, redact(next)))
+		}
+		if leaving != nil && s.isHub(u) && !s.isHub(next) {
+			leaving(next)
 		}
 		u = next
 	}

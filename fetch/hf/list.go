@@ -151,7 +151,7 @@ func (s *Source) listTree(ctx context.Context, commit string) ([]treeEntry, erro
 // getJSON GETs u and decodes a 200 answer into out. The returned response's
 // body is already closed; its headers and final URL remain usable.
 func (s *Source) getJSON(ctx context.Context, u *url.URL, ri reqInfo, out any) (*http.Response, error) {
-	resp, err := s.get(ctx, u, "", ri.op, true)
+	resp, err := s.get(ctx, u, "", ri.op, true, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +336,7 @@ func (s *Source) probe(ctx context.Context, files []fetch.File) error {
 	}
 	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	resp, err := s.get(pctx, u, "bytes=0-0", ri.op, false)
+	resp, err := s.get(pctx, u, "bytes=0-0", ri.op, false, nil)
 	if err != nil {
 		s.log.Warn("could not check access to the repo's files", "err", err)
 		return nil

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/weightfs/weightfs/fetch"
 )
@@ -43,19 +44,81 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 		return fetch.Permanent(fmt.Errorf("file %q of repo %s: no commit recorded; list the repo again", f.Path, s.repo))
 	}
 	key := cdnKey{f.Path, f.Version}
-	if u := s.cachedCDN(key); u != nil {
-		err := s.readFrom(ctx, f, off, p, u, key, true)
+	u, publish, err := s.awaitCDN(ctx, key)
+	if err != nil {
+		return fmt.Errorf("file %q of repo %s: waiting for its download URL: %w", f.Path, s.repo, err)
+	}
+	if u != nil {
+		err := s.readFrom(ctx, f, off, p, u, key, true, nil)
 		if !errors.Is(err, errCDNRefused) {
 			return err
 		}
 		s.forgetCDN(key, u)
 		s.log.Info("CDN refused a cached URL, resolving the file again", "path", f.Path, "host", u.Host)
+		if u, publish, err = s.awaitCDN(ctx, key); err != nil || u != nil {
+			if err != nil {
+				return fmt.Errorf("file %q of repo %s: waiting for its download URL: %w", f.Path, s.repo, err)
+			}
+			return s.readFrom(ctx, f, off, p, u, key, true, nil)
+		}
 	}
-	u, err := s.resolveURL(f)
+	defer publish(nil)
+	r, err := s.resolveURL(f)
 	if err != nil {
 		return err
 	}
-	return s.readFrom(ctx, f, off, p, u, key, false)
+	return s.readFrom(ctx, f, off, p, r, key, false, publish)
+}
+
+// awaitCDN returns the cached CDN URL of a file. When there is none and
+// another read is resolving the file, it waits for that resolve's redirect
+// rather than resolving too: a loader's first touch of a shard starts a
+// dozen ranged reads at once, and each resolve is a request to the Hub
+// (which rate-limits them) for the same answer. Otherwise the caller is to
+// resolve, and must call publish once, with the CDN URL when the redirect
+// names it (the waiters then go straight there) or nil when there is none
+// (a small file served by the Hub itself, or a failure); waiters that get
+// nil resolve on their own.
+func (s *Source) awaitCDN(ctx context.Context, key cdnKey) (u *url.URL, publish func(*url.URL), err error) {
+	for {
+		s.mu.Lock()
+		if u := s.cdn[key]; u != nil {
+			s.mu.Unlock()
+			return u, nil, nil
+		}
+		ch, busy := s.resolving[key]
+		if !busy {
+			ch = make(chan struct{})
+			s.resolving[key] = ch
+			s.mu.Unlock()
+			var once sync.Once
+			return nil, func(u *url.URL) {
+				once.Do(func() {
+					s.mu.Lock()
+					if u != nil {
+						s.cdn[key] = u
+					}
+					delete(s.resolving, key)
+					s.mu.Unlock()
+					close(ch)
+				})
+			}, nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-ch:
+			s.mu.Lock()
+			u := s.cdn[key]
+			s.mu.Unlock()
+			if u == nil {
+				// No CDN for this file, or the resolve failed: go on one's own.
+				return nil, func(*url.URL) {}, nil
+			}
+			return u, nil, nil
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		}
+	}
 }
 
 // resolveURL is the Hub's download URL of f, pinned to its commit, each path
@@ -74,14 +137,17 @@ func (s *Source) resolveURL(f fetch.File) (*url.URL, error) {
 
 // readFrom GETs the range from u (following redirects), remembers where the
 // bytes came from if that was a CDN, and checks the answer strictly.
-func (s *Source) readFrom(ctx context.Context, f fetch.File, off int64, p []byte, u *url.URL, key cdnKey, cached bool) error {
+// leaving, if not nil, is told where the file's bytes are as soon as that is
+// known: the CDN URL when the redirect names it, or the resolve URL itself
+// when the Hub answers with the bytes.
+func (s *Source) readFrom(ctx context.Context, f fetch.File, off int64, p []byte, u *url.URL, key cdnKey, cached bool, leaving func(*url.URL)) error {
 	last := off + int64(len(p)) - 1
 	ri := reqInfo{op: fmt.Sprintf("GET resolve %s@%s %s bytes=%d-%d", s.repo, f.Version, f.Path, off, last),
 		commit: f.Version, path: f.Path}
 	if cached {
 		ri.op = fmt.Sprintf("GET %s bytes=%d-%d", redact(u), off, last)
 	}
-	resp, err := s.get(ctx, u, fmt.Sprintf("bytes=%d-%d", off, last), ri.op, true)
+	resp, err := s.get(ctx, u, fmt.Sprintf("bytes=%d-%d", off, last), ri.op, true, leaving)
 	if err != nil {
 		return err
 	}
@@ -89,8 +155,13 @@ func (s *Source) readFrom(ctx context.Context, f fetch.File, off int64, p []byte
 	final := resp.Request.URL
 	fromCDN := !s.isHub(final)
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
-		if fromCDN && !cached {
+		switch {
+		case fromCDN && !cached:
 			s.rememberCDN(key, final)
+		case !fromCDN && leaving != nil:
+			// The Hub serves this file itself (not in LFS): its pinned
+			// resolve URL is where the waiters go, all at once.
+			leaving(final)
 		}
 		return s.readBody(resp, f, off, p, ri)
 	}
@@ -173,12 +244,6 @@ func parseDigits(s string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
-}
-
-func (s *Source) cachedCDN(k cdnKey) *url.URL {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.cdn[k]
 }
 
 func (s *Source) rememberCDN(k cdnKey, u *url.URL) {

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -463,5 +464,80 @@ func TestDefaultClientUsesHTTP1(t *testing.T) {
 	defer resp.Body.Close()
 	if body, _ := io.ReadAll(resp.Body); string(body) != "HTTP/1.1" {
 		t.Errorf("server saw %q, want HTTP/1.1", body)
+	}
+}
+
+// TestConcurrentFirstReadsResolveOnce: the reads a loader's first touch of
+// a file starts all at once share one resolve (the Hub rate-limits them),
+// go straight to where it points, and never hang on a resolve that failed.
+func TestConcurrentFirstReadsResolveOnce(t *testing.T) {
+	const readers = 8
+	rateLimited := func(w http.ResponseWriter, r *http.Request) bool {
+		w.Header().Set("Retry-After", "1")
+		fakeError(w, http.StatusTooManyRequests, "")
+		return true
+	}
+	for _, tc := range []struct {
+		name         string
+		path         string
+		firstResolve hook // answers the first resolve after a pause
+		wantResolves int
+		wantCDN      int
+		wantErrs     int
+	}{
+		{"LFS file: one resolve, every read on the CDN", "model-00001-of-00002.safetensors", nil, 1, readers, 0},
+		{"file the Hub serves itself: the reads go there together", "tokenizer/tokenizer.json", nil, readers, 0, 0},
+		{"failed resolve: the others resolve on their own", "model-00001-of-00002.safetensors", rateLimited, readers, readers - 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newFakeHub(t, defaultFiles()...)
+			s := h.source(testEntry(), testToken)
+			f := h.fetchFile(tc.path)
+			var once sync.Once
+			h.setHook("resolve", func(w http.ResponseWriter, r *http.Request) bool {
+				handled := false
+				once.Do(func() {
+					// Long enough for every reader to find this resolve in flight.
+					time.Sleep(200 * time.Millisecond)
+					if tc.firstResolve != nil {
+						handled = tc.firstResolve(w, r)
+					}
+				})
+				return handled
+			})
+			want := h.file(f.Path).data
+			var wg sync.WaitGroup
+			errs := make(chan error, readers)
+			for i := range readers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					off := f.Size * int64(i) / readers
+					end := f.Size * int64(i+1) / readers
+					got, err := read(t, s, f, off, end-off)
+					if err == nil && !bytes.Equal(got, want[off:end]) {
+						err = fmt.Errorf("bytes %d-%d differ from the file's", off, end)
+					}
+					errs <- err
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			var failed int
+			for err := range errs {
+				if err != nil {
+					failed++
+					if tc.wantErrs == 0 {
+						t.Error(err)
+					}
+				}
+			}
+			if failed != tc.wantErrs {
+				t.Errorf("%d reads failed, want %d", failed, tc.wantErrs)
+			}
+			if h.count("resolve") != tc.wantResolves || h.count("cdn") != tc.wantCDN {
+				t.Errorf("resolve %d, cdn %d; want %d and %d", h.count("resolve"), h.count("cdn"), tc.wantResolves, tc.wantCDN)
+			}
+		})
 	}
 }
