@@ -65,7 +65,7 @@ type Source struct {
 	initErr   error // a bad endpoint or repo id, reported by every call
 
 	mu        sync.Mutex
-	cdn       map[cdnKey]*url.URL      // GUARDED_BY(mu); resolved CDN URL per file, never held across I/O
+	cdn       map[cdnKey]*url.URL      // GUARDED_BY(mu); where each file's bytes are: its CDN URL, or its pinned resolve URL when the Hub serves it; never held across I/O
 	resolving map[cdnKey]chan struct{} // GUARDED_BY(mu); closed once the resolve in flight knows where the file is
 }
 
