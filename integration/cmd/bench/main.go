@@ -75,7 +75,7 @@ func main() {
 	flag.BoolVar(&s.quick, "quick", false, "fast sanity run: 256 MiB model, 128 MiB extra size")
 	flag.DurationVar(&s.stepTimeout, "step-timeout", 5*time.Minute, "deadline of one timed step (a load); past it the tool is killed and the step fails")
 	flag.DurationVar(&s.mountTimeout, "mount-timeout", 60*time.Second, "deadline for a mount to become ready")
-	flag.IntVar(&s.warmRuns, "warm-runs", 3, "repetitions of each warm (local disk) measurement; the median is reported")
+	flag.IntVar(&s.warmRuns, "warm-runs", 5, "repetitions of each warm (local disk) measurement; the median is reported")
 	flag.IntVar(&s.ttftRuns, "ttft-runs", 5, "repetitions of the cold time-to-first-tensor measurement, each on a new daemon and an empty cache; the median is reported")
 	flag.BoolVar(&s.ttftOnly, "ttft-only", false, "measure only the listing and first-tensor rows (for tuning; the report is incomplete)")
 	flag.IntVar(&s.threads, "threads", 4, "threads of the transformers-order loader")
