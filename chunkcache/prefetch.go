@@ -221,7 +221,7 @@ func (p *Prefetcher) hasIndex(ctx context.Context, d string, shards []*Object) b
 		}
 		b := make([]byte, o.file.Size)
 		ictx, cancel := context.WithTimeout(ctx, p.c.opts.FetchTimeout)
-		_, err := o.ReadAt(ictx, b, 0)
+		_, err := o.readInternal(ictx, b, 0)
 		cancel()
 		if err != nil {
 			continue

@@ -218,3 +218,29 @@ func TestSequentialReadsTriggerReadahead(t *testing.T) {
 		t.Fatal("readahead went far past its window")
 	}
 }
+
+// TestPlanningReadsAreNotClientReads: reading a shard's header to plan the
+// prefetch must not look like a loader starting on that shard, or every
+// shard's first stretch would be read ahead of the loader's order.
+func TestPlanningReadsAreNotClientReads(t *testing.T) {
+	src := &orderSource{fakeSource: newFakeSource()}
+	f := src.addBytes("model-00002-of-00002.safetensors", safetensorsBytes(map[string]int{"a": 20 * testChunk, "b": 20 * testChunk}))
+	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: 4,
+		ReadaheadMin: 2 * testChunk, ReadaheadMax: 16 * testChunk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	o, _ := c.Object("t", f, src)
+	spans, err := readSpans(context.Background(), o)
+	if err != nil || len(spans) != 2 {
+		t.Fatalf("readSpans: %d spans, %v", len(spans), err)
+	}
+	time.Sleep(100 * time.Millisecond) // room for any readahead to start
+	if n := src.count(f.Path + "@"); n != 1 {
+		t.Errorf("planning read %d chunks, want only the header's", n)
+	}
+	if c.lastRead.Load() != 0 {
+		t.Error("planning counted as a client read: background work would yield to it")
+	}
+}

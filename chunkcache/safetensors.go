@@ -21,7 +21,7 @@ type tensorSpan struct {
 // headerLen reads the 8-byte header length prefix of a safetensors file.
 func headerLen(ctx context.Context, o *Object) (int64, error) {
 	var b [8]byte
-	if _, err := o.ReadAt(ctx, b[:], 0); err != nil {
+	if _, err := o.readInternal(ctx, b[:], 0); err != nil {
 		return 0, err
 	}
 	n := int64(binary.LittleEndian.Uint64(b[:]))
@@ -38,7 +38,7 @@ func readSpans(ctx context.Context, o *Object) ([]tensorSpan, error) {
 		return nil, err
 	}
 	hdr := make([]byte, n)
-	if _, err := o.ReadAt(ctx, hdr, 8); err != nil {
+	if _, err := o.readInternal(ctx, hdr, 8); err != nil {
 		return nil, err
 	}
 	var m map[string]json.RawMessage
