@@ -42,6 +42,7 @@ type settings struct {
 	threads      int      // transformers-order loader threads
 	warmRuns     int      // repetitions of each warm measurement (the median is reported)
 	ttftRuns     int      // repetitions of the cold first-tensor measurement (median)
+	coldRuns     int      // repetitions of each cold load of the full comparison (median)
 	ttftOnly     bool     // stop each configuration after its first-tensor row (tuning)
 	dlRanges     int      // download baseline: ranges in flight
 	dlRangeMB    int64    // download baseline: range size
@@ -77,6 +78,7 @@ func main() {
 	flag.DurationVar(&s.mountTimeout, "mount-timeout", 60*time.Second, "deadline for a mount to become ready")
 	flag.IntVar(&s.warmRuns, "warm-runs", 5, "repetitions of each warm (local disk) measurement; the median is reported")
 	flag.IntVar(&s.ttftRuns, "ttft-runs", 5, "repetitions of the cold time-to-first-tensor measurement, each on a new daemon and an empty cache; the median is reported")
+	flag.IntVar(&s.coldRuns, "cold-runs", 3, "repetitions of each cold load (file and transformers order) in the full comparison, each on a new daemon and an empty cache; the median is reported")
 	flag.BoolVar(&s.ttftOnly, "ttft-only", false, "measure only the listing and first-tensor rows (for tuning; the report is incomplete)")
 	flag.IntVar(&s.threads, "threads", 4, "threads of the transformers-order loader")
 	flag.IntVar(&s.dlRanges, "download-ranges", 64, "download baseline: ranged GETs in flight")

@@ -338,9 +338,10 @@ const howToRead = `### How to read
   listing rows are the download itself (nothing can be loaded before it ends), and the load rows
   are download time plus the load from local disk, run right after the download with its bytes
   still in the page cache, as in a pod.
-- The first-tensor row of each mounted configuration is the median of -ttft-runs cold runs
-  (each on a new daemon and an empty cache, each run in the diagnostics): on this 2-core VM one
-  run varies by up to 2x with what the host is doing, and a single run said little.
+- For each mounted configuration, the first-tensor row is the median of -ttft-runs cold runs
+  and each cold load row the median of -cold-runs (each run on a new daemon and an empty cache,
+  each in the diagnostics): on this 2-core VM one run varies by up to 2x with what the host is
+  doing, and a single run said little. The download baselines run once.
 - The warm row restarts the daemon on the cache the cold file-order load filled (weightfs is
   first left to finish verifying it, untimed, as a pod restarted after a finished load would
   find it), page cache dropped; for the download baselines it is re-reading the local files with the page cache

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -167,8 +166,8 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 		step("%s: time to first tensor x%d", col, b.s.ttftRuns)
 		var ttft []cell
 		for i := 0; i < max(b.s.ttftRuns, 1); i++ {
-			c := cell{err: errors.New("no mount")}
-			b.session(t, mp, filepath.Join(base, "cache-ttft"), true, []string{rowTTFT}, func(m *mount) {
+			var c cell
+			err := b.session(t, mp, filepath.Join(base, "cache-ttft"), true, []string{rowTTFT}, func(m *mount) {
 				var n int64
 				err := m.guard(b.s.stepTimeout, func(context.Context) (err error) {
 					n, err = firstTensor(filepath.Join(m.root(), o.model.Safetensors[0]))
@@ -177,6 +176,9 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 				c = cell{d: time.Since(m.ready), bytes: n, err: err}
 				b.diagRun(m, fmt.Sprintf("first tensor %d/%d", i+1, b.s.ttftRuns), n)
 			})
+			if err != nil {
+				c = cell{err: err}
+			}
 			ttft = append(ttft, c)
 		}
 		b.res.set(rowTTFT, col, median(ttft))
@@ -185,37 +187,71 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 		}
 	}
 
-	step("%s: cold load in file order (%d MiB)", col, o.sizeMB)
+	// Cold loads vary from run to run on this VM as much as first tensors
+	// do: the full comparison takes the median of -cold-runs.
+	runs := 1
+	if full {
+		runs = max(b.s.coldRuns, 1)
+	}
 	warmCache := filepath.Join(base, "cache-file")
-	b.session(t, mp, warmCache, true, []string{coldFile}, func(m *mount) {
-		var n int64
-		err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
-		b.res.set(coldFile, col, cell{d: time.Since(m.ready), bytes: n, err: err})
-		notePeak(m)
-		b.diagRun(m, fmt.Sprintf("cold file-order load, %d MiB", o.sizeMB), n)
-		if err == nil {
-			// Correctness, outside the timed part: every byte read through
-			// this mount equals the origin's.
-			b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), m.guard(b.s.stepTimeout, func(context.Context) error {
-				return verifySums(m.root(), o.files, o.sums)
-			}))
-			if full {
-				b.awaitComplete(m)
-			}
+	step("%s: cold load in file order (%d MiB) x%d", col, o.sizeMB, runs)
+	var fileRuns []cell
+	for i := 0; i < runs; i++ {
+		// The first run's cache is kept for the warm row.
+		cache := warmCache
+		if i > 0 {
+			cache = filepath.Join(base, fmt.Sprintf("cache-file-%d", i))
 		}
-	})
-
-	step("%s: cold load in transformers order (%d MiB)", col, o.sizeMB)
-	b.session(t, mp, filepath.Join(base, "cache-tf"), true, []string{coldTF}, func(m *mount) {
-		var n int64
-		err := m.guard(b.s.stepTimeout, func(ctx context.Context) (err error) {
-			n, err = loadTransformersProc(ctx, m.root(), o.model.Safetensors, b.s.threads)
-			return err
+		var c cell
+		err := b.session(t, mp, cache, true, []string{coldFile}, func(m *mount) {
+			var n int64
+			err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
+			c = cell{d: time.Since(m.ready), bytes: n, err: err}
+			notePeak(m)
+			b.diagRun(m, fmt.Sprintf("cold file-order load %d/%d, %d MiB", i+1, runs, o.sizeMB), n)
+			if err == nil && i == 0 {
+				// Correctness, outside the timed part: every byte read
+				// through this mount equals the origin's.
+				b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), m.guard(b.s.stepTimeout, func(context.Context) error {
+					return verifySums(m.root(), o.files, o.sums)
+				}))
+				if full {
+					b.awaitComplete(m)
+				}
+			}
 		})
-		b.res.set(coldTF, col, cell{d: time.Since(m.ready), bytes: n, err: err})
-		notePeak(m)
-		b.diagRun(m, fmt.Sprintf("cold transformers-order load, %d MiB", o.sizeMB), n)
-	})
+		if err != nil {
+			c = cell{err: err}
+		}
+		if i > 0 {
+			os.RemoveAll(cache)
+		}
+		fileRuns = append(fileRuns, c)
+	}
+	b.res.set(coldFile, col, median(fileRuns))
+
+	step("%s: cold load in transformers order (%d MiB) x%d", col, o.sizeMB, runs)
+	var tfRuns []cell
+	for i := 0; i < runs; i++ {
+		cache := filepath.Join(base, fmt.Sprintf("cache-tf-%d", i))
+		var c cell
+		err := b.session(t, mp, cache, true, []string{coldTF}, func(m *mount) {
+			var n int64
+			err := m.guard(b.s.stepTimeout, func(ctx context.Context) (err error) {
+				n, err = loadTransformersProc(ctx, m.root(), o.model.Safetensors, b.s.threads)
+				return err
+			})
+			c = cell{d: time.Since(m.ready), bytes: n, err: err}
+			notePeak(m)
+			b.diagRun(m, fmt.Sprintf("cold transformers-order load %d/%d, %d MiB", i+1, runs, o.sizeMB), n)
+		})
+		if err != nil {
+			c = cell{err: err}
+		}
+		os.RemoveAll(cache)
+		tfRuns = append(tfRuns, c)
+	}
+	b.res.set(coldTF, col, median(tfRuns))
 	b.res.set(rowRSS(o.sizeMB), col, cell{mem: peak, err: peakErr})
 
 	if !full {
