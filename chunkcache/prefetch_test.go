@@ -195,15 +195,23 @@ func TestDemandReadPreemptsPrefetch(t *testing.T) {
 	waitFor(t, "prefetch to resume", func() bool { return src.count("big.bin") > before })
 }
 
-func TestSequentialReadsTriggerReadahead(t *testing.T) {
-	src := &orderSource{fakeSource: newFakeSource()}
-	f := src.add("seq.bin", 64*testChunk, 13)
+// readaheadCache is a cache with readahead on: a window of 2 chunks
+// growing to 16.
+func readaheadCache(t *testing.T) *Cache {
+	t.Helper()
 	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: 4,
 		ReadaheadMin: 2 * testChunk, ReadaheadMax: 16 * testChunk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestSequentialReadsTriggerReadahead(t *testing.T) {
+	src := &orderSource{fakeSource: newFakeSource()}
+	f := src.add("seq.bin", 64*testChunk, 13)
+	c := readaheadCache(t)
 	o, _ := c.Object("t", f, src)
 	p := make([]byte, testChunk/2)
 	for off := int64(0); off < 4*testChunk; off += int64(len(p)) {
@@ -225,12 +233,7 @@ func TestSequentialReadsTriggerReadahead(t *testing.T) {
 func TestPlanningReadsAreNotClientReads(t *testing.T) {
 	src := &orderSource{fakeSource: newFakeSource()}
 	f := src.addBytes("model-00002-of-00002.safetensors", safetensorsBytes(map[string]int{"a": 20 * testChunk, "b": 20 * testChunk}))
-	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: 4,
-		ReadaheadMin: 2 * testChunk, ReadaheadMax: 16 * testChunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := readaheadCache(t)
 	o, _ := c.Object("t", f, src)
 	spans, err := readSpans(context.Background(), o)
 	if err != nil || len(spans) != 2 {
