@@ -76,3 +76,22 @@ var errTest = errTestType{}
 type errTestType struct{}
 
 func (errTestType) Error() string { return "test error" }
+
+func TestPrefetchOff(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want bool
+	}{
+		{nil, false},
+		{[]string{"--workers", "8"}, false},
+		{[]string{"--prefetch=false"}, true},
+		{[]string{"-prefetch=0"}, true},
+		{[]string{"--prefetch=true"}, false},
+		{[]string{"--prefetch"}, false},
+		{[]string{"--progress-every=1s", "--prefetch=F"}, true},
+	} {
+		if got := prefetchOff(tc.args); got != tc.want {
+			t.Errorf("prefetchOff(%q) = %v, want %v", tc.args, got, tc.want)
+		}
+	}
+}

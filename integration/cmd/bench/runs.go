@@ -6,8 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -362,9 +362,23 @@ func (b *bench) session(t *tool, mp, cache string, fresh bool, rows []string, f 
 // is stopped, outside any timed step, so the warm row starts from a
 // complete, verified cache (as a pod restarted after a finished load would)
 // rather than measuring a daemon that verifies while it serves.
+// prefetchOff reports whether weightfs flags turn the prefetch off, in any
+// spelling the CLI takes (-prefetch=0, --prefetch=false, ...; a boolean flag
+// takes no separate value).
+func prefetchOff(args []string) bool {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(strings.TrimLeft(a, "-"), "prefetch="); ok {
+			if on, err := strconv.ParseBool(v); err == nil && !on {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (b *bench) awaitComplete(m *mount) {
 	const line = "prefetch complete"
-	if !strings.HasPrefix(m.tool.name, "weightfs") || slices.Contains(b.s.weightfsArgs, "--prefetch=false") {
+	if !strings.HasPrefix(m.tool.name, "weightfs") || prefetchOff(b.s.weightfsArgs) {
 		return // only a prefetching weightfs says when all is verified
 	}
 	t0 := time.Now()
