@@ -40,28 +40,27 @@ func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 // readahead stream (one per shard would queue every shard's first 64 MiB
 // ahead of the loader's order) nor makes background work yield.
 func (o *Object) readInternal(ctx context.Context, p []byte, off int64) (int, error) {
-	if off >= o.file.Size {
-		return 0, nil
-	}
-	if rem := o.file.Size - off; int64(len(p)) > rem {
-		p = p[:rem]
-	}
-	if len(p) == 0 {
+	if p = o.clip(p, off); len(p) == 0 {
 		return 0, nil
 	}
 	return o.copyOut(ctx, p, off)
 }
 
-// clientRead clips p to the file and records a client read of it at off
-// (readahead follows it; background work yields to it).
-func (o *Object) clientRead(p []byte, off int64) []byte {
+// clip cuts p to the bytes of the file from off.
+func (o *Object) clip(p []byte, off int64) []byte {
 	if off >= o.file.Size {
 		return p[:0]
 	}
 	if rem := o.file.Size - off; int64(len(p)) > rem {
 		p = p[:rem]
 	}
-	if len(p) > 0 {
+	return p
+}
+
+// clientRead clips p to the file and records a client read of it at off
+// (readahead follows it; background work yields to it).
+func (o *Object) clientRead(p []byte, off int64) []byte {
+	if p = o.clip(p, off); len(p) > 0 {
 		o.c.lastRead.Store(time.Now().UnixNano())
 		o.noteAccess(off, int64(len(p)))
 	}
