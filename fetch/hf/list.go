@@ -317,12 +317,20 @@ func checkPath(p string) error {
 // message rather than as EIO on the first read. Listing works on gated repos;
 // downloading does not. Only a definite refusal fails List; a blip is logged
 // and left to the reads' own retries.
+//
+// It probes the first safetensors shard when there is one, the file a
+// loader opens first, and keeps the CDN URL its redirect names, so that the
+// first read of the model skips one round trip to the Hub.
 func (s *Source) probe(ctx context.Context, files []fetch.File) error {
 	i := len(files)
 	for j, f := range files {
-		if f.Size > 0 {
+		switch {
+		case f.Size == 0:
+		case i == len(files):
 			i = j
-			break
+		case strings.HasSuffix(f.Path, ".safetensors") &&
+			(!strings.HasSuffix(files[i].Path, ".safetensors") || f.Path < files[i].Path):
+			i = j
 		}
 	}
 	if i >= len(files) {
@@ -343,6 +351,11 @@ func (s *Source) probe(ctx context.Context, files []fetch.File) error {
 	}
 	defer drain(resp)
 	if resp.StatusCode < 400 {
+		if loc := resp.Header.Get("Location"); isRedirect(resp.StatusCode) && loc != "" {
+			if next, err := u.Parse(loc); err == nil && (next.Scheme == "http" || next.Scheme == "https") && !s.isHub(next) {
+				s.rememberCDN(cdnKey{f.Path, f.Version}, next)
+			}
+		}
 		return nil
 	}
 	err = s.statusError(resp, ri)

@@ -1,6 +1,7 @@
 package hf
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -179,6 +180,27 @@ func TestListErrors(t *testing.T) {
 			wantIs: &fetch.StatusError{}, want: []string{"acme/llama", testCommit, "HTTP 500"}},
 		{name: "probe blip is not fatal", kind: "resolve", hook: answer(503, ""), calls: 1},
 	}
+	t.Run("the probe of a gated repo is the first shard's first resolve", func(t *testing.T) {
+		h := newFakeHub(t, defaultFiles()...)
+		s := h.source(testEntry(), testToken)
+		if _, err := s.List(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if p := h.pathsSeen("resolve"); len(p) != 1 || !strings.HasSuffix(p[0], "/model-00001-of-00002.safetensors") {
+			t.Fatalf("probed %q, want the first shard only", p)
+		}
+		f := h.fetchFile("model-00001-of-00002.safetensors")
+		got := make([]byte, 100)
+		if err := s.ReadRange(context.Background(), f, 0, got); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, h.file(f.Path).data[:100]) {
+			t.Fatal("bytes differ from the file's")
+		}
+		if h.count("resolve") != 1 || h.count("cdn") != 1 {
+			t.Errorf("resolve %d, cdn %d; want 1 and 1: the first read goes straight to the CDN the probe found", h.count("resolve"), h.count("cdn"))
+		}
+	})
 	t.Run("a repo that is not gated is not probed", func(t *testing.T) {
 		h := newFakeHub(t, defaultFiles()...)
 		h.public = true

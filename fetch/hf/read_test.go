@@ -298,6 +298,7 @@ func TestReadEscapesPathSegments(t *testing.T) {
 		files[2].path: "/acme/llama/resolve/" + testCommit + "/a+b=c%3Bd%2520e.txt",
 	}
 	h := newFakeHub(t, files...)
+	h.public = true // no access probe: every read below resolves
 	s := h.source(testEntry(), "")
 	m, err := s.List(context.Background())
 	if err != nil {
