@@ -30,26 +30,10 @@ var (
 	ErrBadResponse = errors.New("unexpected response")
 )
 
-// hubError is a user-facing message that classifies as one of the sentinels
-// above and as the HTTP status that caused it.
-type hubError struct {
-	msg   string
-	kinds []error
-}
-
-func (e *hubError) Error() string   { return e.msg }
-func (e *hubError) Unwrap() []error { return e.kinds }
-
+// newErr is a user-facing message that classifies as kind (one of the
+// sentinels above) and as the HTTP status that caused it.
 func newErr(kind error, st *fetch.StatusError, format string, args ...any) error {
-	e := &hubError{msg: fmt.Sprintf(format, args...)}
-	if kind != nil {
-		e.kinds = append(e.kinds, kind)
-	}
-	if st != nil {
-		e.msg += " (" + st.Error() + ")"
-		e.kinds = append(e.kinds, st)
-	}
-	return e
+	return fetch.NewClassifiedError([]error{kind}, st, format, args...)
 }
 
 // reqInfo describes a request for error messages.
