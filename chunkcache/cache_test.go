@@ -8,19 +8,41 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/weightfs/weightfs/fetch"
 )
 
 const testChunk = 64 << 10
 
-func newTestCache(t *testing.T, dir string) *Cache {
+// openTestCache opens a cache with o, in a fresh directory unless o.Dir
+// is set, and closes it when the test ends.
+func openTestCache(t *testing.T, o Options) *Cache {
 	t.Helper()
-	// Readahead off: these tests count origin reads exactly.
-	c, err := Open(Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, FetchTimeout: 5 * time.Second, ReadaheadMax: -1})
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	c, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+func newTestCache(t *testing.T, dir string) *Cache {
+	t.Helper()
+	// Readahead off: these tests count origin reads exactly.
+	return openTestCache(t, Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, FetchTimeout: 5 * time.Second, ReadaheadMax: -1})
+}
+
+// testObject opens f, read from src, in c.
+func testObject(t *testing.T, c *Cache, f fetch.File, src fetch.RangeReader) *Object {
+	t.Helper()
+	o, err := c.Object("test", f, src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
@@ -40,10 +62,7 @@ func TestReadAtReturnsOriginBytes(t *testing.T) {
 	f := src.add("model.safetensors", size, 1)
 	want := src.content(f.Path)
 	c := newTestCache(t, t.TempDir())
-	o, err := c.Object("test", f, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testObject(t, c, f, src)
 	cases := []struct {
 		name    string
 		off, n  int
@@ -238,16 +257,8 @@ func TestCacheFileBytesWithAndWithoutDirectIO(t *testing.T) {
 			src := newFakeSource()
 			size := 3*testChunk + 4321
 			f := src.add("model.safetensors", size, 9)
-			dir := t.TempDir()
-			c, err := Open(Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, ReadaheadMax: -1, DirectWrites: !tc.buffered})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			o, err := c.Object("test", f, src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			c := openTestCache(t, Options{ChunkSize: testChunk, RangeSize: 16 << 10, ReadaheadMax: -1, DirectWrites: !tc.buffered})
+			o := testObject(t, c, f, src)
 			if !tc.buffered && o.direct == nil {
 				t.Log("this filesystem refused O_DIRECT: only the buffered fallback ran")
 			}

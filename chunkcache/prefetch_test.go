@@ -103,12 +103,7 @@ func (s *orderSource) addBytes(path string, b []byte) fetch.File {
 
 func prefetchCache(t *testing.T, workers int) *Cache {
 	t.Helper()
-	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: workers, ReadaheadMax: -1, FetchTimeout: 10 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return openTestCache(t, Options{ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: workers, ReadaheadMax: -1, FetchTimeout: 10 * time.Second})
 }
 
 func TestPrefetchCompletesWholeModelWithNobodyReading(t *testing.T) {
@@ -199,13 +194,8 @@ func TestDemandReadPreemptsPrefetch(t *testing.T) {
 // growing to 16.
 func readaheadCache(t *testing.T) *Cache {
 	t.Helper()
-	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: 4,
+	return openTestCache(t, Options{ChunkSize: testChunk, RangeSize: testChunk, MaxWorkers: 4,
 		ReadaheadMin: 2 * testChunk, ReadaheadMax: 16 * testChunk})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func TestSequentialReadsTriggerReadahead(t *testing.T) {

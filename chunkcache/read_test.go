@@ -37,10 +37,7 @@ func TestReadRefAvoidsCopies(t *testing.T) {
 	f := src.add("model.safetensors", size, 3)
 	want := src.content(f.Path)
 	c := newTestCache(t, t.TempDir())
-	o, err := c.Object("test", f, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testObject(t, c, f, src)
 	// Chunk 2 lands on disk before anyone reads it (prefetch).
 	if err := o.Ensure(context.Background(), 2); err != nil {
 		t.Fatal(err)
@@ -88,15 +85,8 @@ func TestRecycledBuffersNeverReachReaders(t *testing.T) {
 	size := 64 * testChunk
 	f := src.add("model.safetensors", size, 4)
 	want := src.content(f.Path)
-	c, err := Open(Options{Dir: t.TempDir(), ChunkSize: testChunk, RangeSize: 16 << 10, MemoryBytes: -1, ReadaheadMax: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	o, err := c.Object("test", f, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := openTestCache(t, Options{ChunkSize: testChunk, RangeSize: 16 << 10, MemoryBytes: -1, ReadaheadMax: -1})
+	o := testObject(t, c, f, src)
 	churn, _ := c.Object("test", src.add("other", 64*testChunk, 5), src)
 	var lent atomic.Int64
 	var wg sync.WaitGroup
@@ -147,10 +137,7 @@ func TestEnsureReturnsOnceStored(t *testing.T) {
 	src := newFakeSource()
 	f := src.add("model.safetensors", 8*testChunk, 11)
 	c := newTestCache(t, t.TempDir())
-	o, err := c.Object("test", f, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testObject(t, c, f, src)
 	for idx := 0; idx < o.NumChunks(); idx++ {
 		if err := o.Ensure(context.Background(), idx); err != nil {
 			t.Fatal(err)
@@ -169,10 +156,7 @@ func TestVerificationFinishesWhileClientsRead(t *testing.T) {
 	size := 16 * testChunk
 	f := src.add("model.safetensors", size, 12)
 	c := newTestCache(t, t.TempDir())
-	o, err := c.Object("test", f, src)
-	if err != nil {
-		t.Fatal(err)
-	}
+	o := testObject(t, c, f, src)
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() { // a client reading without pause, so the cache stays busy
@@ -231,17 +215,10 @@ func TestReadersServedFromArrivedParts(t *testing.T) {
 			src := &gatedSource{fakeSource: newFakeSource(), from: tc.held, open: make(chan struct{})}
 			f := src.add("model.safetensors", 2*chunk, 13)
 			want := src.content(f.Path)[tc.off : tc.off+tc.n]
-			c, err := Open(Options{Dir: t.TempDir(), ChunkSize: chunk, RangeSize: 1 << 20, FetchTimeout: 10 * time.Second, ReadaheadMax: -1})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := openTestCache(t, Options{ChunkSize: chunk, RangeSize: 1 << 20, FetchTimeout: 10 * time.Second, ReadaheadMax: -1})
 			release := sync.OnceFunc(func() { close(src.open) })
 			defer release()
-			o, err := c.Object("test", f, src)
-			if err != nil {
-				t.Fatal(err)
-			}
+			o := testObject(t, c, f, src)
 			type result struct {
 				got []byte
 				err error
