@@ -111,11 +111,14 @@ func (d *directFile) readAt(b []byte, off int64) (n int, done bool, err error) {
 	if d == nil || d.off.Load() {
 		return 0, false, nil
 	}
-	full := b[:(len(b)+directAlign-1)/directAlign*directAlign]
-	if cap(b) < len(full) || !aligned(full, off) {
+	m := (len(b) + directAlign - 1) / directAlign * directAlign
+	if cap(b) < m {
 		return 0, false, nil
 	}
-	full = b[:len(full)]
+	full := b[:m]
+	if !aligned(full, off) {
+		return 0, false, nil
+	}
 	n, err = d.f.ReadAt(full, off)
 	if errors.Is(err, syscall.EINVAL) {
 		d.off.Store(true)
@@ -131,4 +134,21 @@ func (d *directFile) close() {
 	if d != nil {
 		d.f.Close()
 	}
+}
+
+// writeData writes b at off of the cache file, with O_DIRECT when it can.
+func (o *Object) writeData(b []byte, off int64) error {
+	if done, err := o.direct.writeAt(b, off); done {
+		return err
+	}
+	_, err := o.data.WriteAt(b, off)
+	return err
+}
+
+// readData reads b at off of the cache file, with O_DIRECT when it can.
+func (o *Object) readData(b []byte, off int64) (int, error) {
+	if n, done, err := o.direct.readAt(b, off); done {
+		return n, err
+	}
+	return o.data.ReadAt(b, off)
 }

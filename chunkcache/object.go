@@ -267,10 +267,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 		return false
 	}
 	cOff, _ := o.chunkBounds(idx)
-	done, err := o.direct.writeAt(buf, cOff)
-	if !done {
-		_, err = o.data.WriteAt(buf, cOff)
-	}
+	err := o.writeData(buf, cOff)
 	if err == nil {
 		var rec [4]byte
 		binary.LittleEndian.PutUint32(rec[:], uint32(idx))

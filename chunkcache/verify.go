@@ -170,10 +170,7 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 			o.dataMu.RUnlock()
 			return "", errStale
 		}
-		n, done, err := o.direct.readAt(b, off)
-		if !done {
-			n, err = o.data.ReadAt(b, off)
-		}
+		n, err := o.readData(b, off)
 		o.dataMu.RUnlock()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
