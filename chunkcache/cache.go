@@ -61,11 +61,11 @@ type Options struct {
 	// window; it starts at min and doubles per forward read. Defaults 64 MiB
 	// and 512 MiB. Why 512: a reader served from the page cache outruns a
 	// smaller window and then waits a fetch's whole latency; a cold 2 GiB
-	// load took 3.4-3.9 s with 256 MiB, 2.3 s with 512 MiB. Why 64: a new stream is usually a loader that just read a
-	// header and goes on to the tensors, and filling a 10 Gbit link to a
-	// CDN takes ~90 MB in flight; starting at 16 MiB measured 50 ms slower
-	// to the first tensor, in the noise for whole loads. ReadaheadMax < 0
-	// disables readahead.
+	// load took 3.4-3.9 s with 256 MiB, 2.3 s with 512 MiB. Why 64: a new
+	// stream is usually a loader that just read a header and goes on to the
+	// tensors, and filling a 10 Gbit link to a CDN takes ~90 MB in flight;
+	// starting at 16 MiB measured 50 ms slower to the first tensor, in the
+	// noise for whole loads. ReadaheadMax < 0 disables readahead.
 	ReadaheadMin, ReadaheadMax int64
 	// DirectWrites writes fetched chunks with O_DIRECT (see direct.go);
 	// they fall back to buffered writes where the filesystem refuses.

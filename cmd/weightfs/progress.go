@@ -49,8 +49,9 @@ func logProgress(ctx context.Context, p *chunkcache.Prefetcher, every time.Durat
 // The soft Go memory limit is what the daemon needs live: the memory tier,
 // one buffer per chunk fetch in flight (kept in a pool of that size) and
 // 64 MiB for go-fuse's request buffers and the rest; near it the GC
-// collects promptly, so RSS does not drift up with garbage. Every cached file holds two
-// descriptors (data and presence log; three with --direct-io).
+// collects promptly, so RSS does not drift up with garbage. Every cached
+// file holds two descriptors (data and presence log; three with
+// --direct-io).
 func limitResources(memTier, inflight int64, log *slog.Logger) {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(max(memTier, 0) + inflight + 64<<20)
