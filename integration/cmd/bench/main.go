@@ -188,9 +188,8 @@ func step(format string, args ...any) {
 }
 
 // dropCaches empties the page cache (root only), so a cold run reads from
-// the network and the cache directory's disk, not from memory.
-// dropCaches empties the page cache, so the next run reads cold, then
-// primes memory (see prime).
+// the network and the cache directory's disk, not from memory, then primes
+// memory (see prime).
 func dropCaches() error {
 	exec.Command("sync").Run()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
