@@ -104,6 +104,7 @@ func main() {
 	if s.rssSizesMB, err = parseSizes(rss); err != nil {
 		fatal(err)
 	}
+	s.warmRuns, s.ttftRuns, s.coldRuns = max(s.warmRuns, 1), max(s.ttftRuns, 1), max(s.coldRuns, 1)
 	switch {
 	case primeMB == 0:
 		primeBytes = (2*s.sizeMB + 512) << 20

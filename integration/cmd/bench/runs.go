@@ -164,24 +164,17 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 			b.res.set(rowStat, col, cell{d: time.Since(m.start), err: err})
 		})
 		step("%s: time to first tensor x%d", col, b.s.ttftRuns)
-		var ttft []cell
-		for i := 0; i < max(b.s.ttftRuns, 1); i++ {
-			var c cell
-			err := b.session(t, mp, filepath.Join(base, "cache-ttft"), true, []string{rowTTFT}, func(m *mount) {
+		b.res.set(rowTTFT, col, b.repeat(t, mp, b.s.ttftRuns, rowTTFT, func(int) string { return filepath.Join(base, "cache-ttft") },
+			func(i int, m *mount) cell {
 				var n int64
 				err := m.guard(b.s.stepTimeout, func(context.Context) (err error) {
 					n, err = firstTensor(filepath.Join(m.root(), o.model.Safetensors[0]))
 					return err
 				})
-				c = cell{d: time.Since(m.ready), bytes: n, err: err}
+				c := cell{d: time.Since(m.ready), bytes: n, err: err}
 				b.diagRun(m, fmt.Sprintf("first tensor %d/%d", i+1, b.s.ttftRuns), n)
-			})
-			if err != nil {
-				c = cell{err: err}
-			}
-			ttft = append(ttft, c)
-		}
-		b.res.set(rowTTFT, col, median(ttft))
+				return c
+			}))
 		if b.s.ttftOnly {
 			return
 		}
@@ -191,67 +184,49 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 	// do: the full comparison takes the median of -cold-runs.
 	runs := 1
 	if full {
-		runs = max(b.s.coldRuns, 1)
+		runs = b.s.coldRuns
 	}
 	warmCache := filepath.Join(base, "cache-file")
 	step("%s: cold load in file order (%d MiB) x%d", col, o.sizeMB, runs)
-	var fileRuns []cell
-	for i := 0; i < runs; i++ {
-		// The first run's cache is kept for the warm row.
-		cache := warmCache
-		if i > 0 {
-			cache = filepath.Join(base, fmt.Sprintf("cache-file-%d", i))
+	fileCache := func(i int) string {
+		if i == 0 {
+			return warmCache // kept for the warm row
 		}
-		var c cell
-		err := b.session(t, mp, cache, true, []string{coldFile}, func(m *mount) {
-			var n int64
-			err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
-			c = cell{d: time.Since(m.ready), bytes: n, err: err}
-			notePeak(m)
-			b.diagRun(m, fmt.Sprintf("cold file-order load %d/%d, %d MiB", i+1, runs, o.sizeMB), n)
-			if err == nil && i == 0 {
-				// Correctness, outside the timed part: every byte read
-				// through this mount equals the origin's.
-				b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), m.guard(b.s.stepTimeout, func(context.Context) error {
-					return verifySums(m.root(), o.files, o.sums)
-				}))
-				if full {
-					b.awaitComplete(m)
-				}
-			}
-		})
-		if err != nil {
-			c = cell{err: err}
-		}
-		if i > 0 {
-			os.RemoveAll(cache)
-		}
-		fileRuns = append(fileRuns, c)
+		return filepath.Join(base, "cache-file-more")
 	}
-	b.res.set(coldFile, col, median(fileRuns))
+	b.res.set(coldFile, col, b.repeat(t, mp, runs, coldFile, fileCache, func(i int, m *mount) cell {
+		var n int64
+		err := m.guard(b.s.stepTimeout, func(context.Context) (err error) { n, err = loadFileOrder(m.root(), o.files); return err })
+		c := cell{d: time.Since(m.ready), bytes: n, err: err}
+		notePeak(m)
+		b.diagRun(m, fmt.Sprintf("cold file-order load %d/%d, %d MiB", i+1, runs, o.sizeMB), n)
+		if err == nil && i == 0 {
+			// Correctness, outside the timed part: every byte read
+			// through this mount equals the origin's.
+			b.res.verify(fmt.Sprintf("%s (%d MiB)", col, o.sizeMB), m.guard(b.s.stepTimeout, func(context.Context) error {
+				return verifySums(m.root(), o.files, o.sums)
+			}))
+			if full {
+				b.awaitComplete(m)
+			}
+		}
+		return c
+	}))
+	os.RemoveAll(fileCache(1))
 
 	step("%s: cold load in transformers order (%d MiB) x%d", col, o.sizeMB, runs)
-	var tfRuns []cell
-	for i := 0; i < runs; i++ {
-		cache := filepath.Join(base, fmt.Sprintf("cache-tf-%d", i))
-		var c cell
-		err := b.session(t, mp, cache, true, []string{coldTF}, func(m *mount) {
+	b.res.set(coldTF, col, b.repeat(t, mp, runs, coldTF, func(int) string { return filepath.Join(base, "cache-tf") },
+		func(i int, m *mount) cell {
 			var n int64
 			err := m.guard(b.s.stepTimeout, func(ctx context.Context) (err error) {
 				n, err = loadTransformersProc(ctx, m.root(), o.model.Safetensors, b.s.threads)
 				return err
 			})
-			c = cell{d: time.Since(m.ready), bytes: n, err: err}
+			c := cell{d: time.Since(m.ready), bytes: n, err: err}
 			notePeak(m)
 			b.diagRun(m, fmt.Sprintf("cold transformers-order load %d/%d, %d MiB", i+1, runs, o.sizeMB), n)
-		})
-		if err != nil {
-			c = cell{err: err}
-		}
-		os.RemoveAll(cache)
-		tfRuns = append(tfRuns, c)
-	}
-	b.res.set(coldTF, col, median(tfRuns))
+			return c
+		}))
 	b.res.set(rowRSS(o.sizeMB), col, cell{mem: peak, err: peakErr})
 
 	if !full {
@@ -293,6 +268,21 @@ func (b *bench) runTool(t *tool, o *origin, full bool) {
 			how: "the same bytes read directly from the cache dir's objects/*/*.data, page cache dropped (" + m.note + ")"})
 		b.res.diag(fmt.Sprintf("direct reads of the weightfs-hf cache dir: %s", spread(direct)))
 	}
+}
+
+// repeat runs a cold measurement n times, each on a new
+// daemon and the emptied cache dir cache(i), and returns the median run;
+// a mount that fails counts as a failed run.
+func (b *bench) repeat(t *tool, mp string, n int, row string, cache func(i int) string, run func(i int, m *mount) cell) cell {
+	var cells []cell
+	for i := 0; i < n; i++ {
+		var c cell
+		if err := b.session(t, mp, cache(i), true, []string{row}, func(m *mount) { c = run(i, m) }); err != nil {
+			c = cell{err: err}
+		}
+		cells = append(cells, c)
+	}
+	return median(cells)
 }
 
 // median is the run with the median duration, noting the spread; an error
