@@ -75,7 +75,7 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			if !ok || rel == "" || strings.HasSuffix(rel, "/") {
 				continue // a "folder" placeholder or the prefix itself
 			}
-			if !validPath(rel) {
+			if !fetch.ValidPath(rel) {
 				skipped = append(skipped, o.Name)
 				continue
 			}
@@ -172,8 +172,6 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 	}
 	return nil
 }
-
-func validPath(p string) bool { return fetch.ValidPath(p) }
 
 func nonNil(s []string) []string {
 	if s == nil {

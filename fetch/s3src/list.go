@@ -83,7 +83,7 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			if !ok || rel == "" || strings.HasSuffix(rel, "/") {
 				continue // a "directory marker" (console folders) or the prefix itself
 			}
-			if !validPath(rel) {
+			if !fetch.ValidPath(rel) {
 				skipped = append(skipped, key)
 				continue
 			}
@@ -224,8 +224,6 @@ func (s *Source) inspect(ctx context.Context, c *s3.Client, files []fetch.File, 
 	}
 	return nil
 }
-
-func validPath(p string) bool { return fetch.ValidPath(p) }
 
 func nonNil(s []string) []string {
 	if s == nil {
