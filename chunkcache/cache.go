@@ -70,7 +70,18 @@ type Options struct {
 	// DirectWrites writes fetched chunks with O_DIRECT (see direct.go);
 	// they fall back to buffered writes where the filesystem refuses.
 	DirectWrites bool
-	Logger       *slog.Logger
+	// StrictVerify makes a read of a file wait until the whole file is
+	// verified against its checksum (files without one are served as they
+	// arrive): a reader never sees a byte that later fails verification.
+	// The prefetch order is unchanged, so the first shard comes first.
+	StrictVerify bool
+	// NoStore serves fetched bytes to readers without writing them to the
+	// cache dir (set when the disk cannot hold the model; see cmd).
+	NoStore bool
+	// RetryMax caps the backoff between background retries of a chunk or a
+	// file that failed; they go on for the life of the cache. Default 1m.
+	RetryMax time.Duration
+	Logger   *slog.Logger
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
 }
@@ -89,6 +100,9 @@ type Events interface {
 	Waited(d time.Duration) // a reader waited on the network this long
 	FetchFailed(origin string, err error)
 	Verified(path string, ok bool)
+	// ServedBad reports a file some of whose bytes were served to readers
+	// before the file failed verification: those readers must reload.
+	ServedBad(path string)
 }
 
 // NopEvents ignores everything.
@@ -100,6 +114,13 @@ func (NopEvents) Miss()                                {}
 func (NopEvents) Waited(time.Duration)                 {}
 func (NopEvents) FetchFailed(string, error)            {}
 func (NopEvents) Verified(string, bool)                {}
+func (NopEvents) ServedBad(string)                     {}
+
+// MaxFileSize is the largest file the cache accepts: 64 TiB, above any
+// object store's limit (S3 and GCS cap objects at a few TiB). A listing that
+// claims more is broken or hostile, and is refused before anything is sized
+// from it.
+const MaxFileSize = 1 << 46
 
 // Cache is the set of cached objects under one directory.
 type Cache struct {

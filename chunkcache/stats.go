@@ -17,6 +17,15 @@ type ObjectStats struct {
 	State       string `json:"state"` // filling | verifying | verified | complete | bad
 	Verified    bool   `json:"verified"`
 	Error       string `json:"error,omitempty"`
+	// ServedBad: bytes of this file reached readers before the file failed
+	// verification; processes that loaded it then must reload it.
+	ServedBad bool `json:"served_bad,omitempty"`
+	// Failures counts failed attempts (fetches, stores, verifications)
+	// since the file last made progress; LastProgress is when it last did
+	// (a chunk stored, a verdict reached). `wait` uses both to tell a file
+	// that is stuck from one that is slow.
+	Failures     int       `json:"failures,omitempty"`
+	LastProgress time.Time `json:"last_progress"`
 }
 
 // Stats returns a snapshot of the object.

@@ -104,6 +104,9 @@ func (m *Metrics) Verified(_ string, ok bool) {
 	}
 }
 
+// ServedBad implements chunkcache.Events. TODO(helper): a metric.
+func (m *Metrics) ServedBad(string) {}
+
 // ObserveRead records one FUSE read (fs.Options.OnRead).
 func (m *Metrics) ObserveRead(d time.Duration, err error) {
 	m.reads.Observe(d.Seconds())
