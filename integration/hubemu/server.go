@@ -43,6 +43,11 @@ type Options struct {
 	CDNAddr string // listen address of the CDN (default "127.0.0.1:0"); URLs name it "localhost"
 
 	Logf func(format string, args ...any) // optional: one line per request
+
+	// Wrap, if set, is put in front of each listener's handler (the Hub's
+	// and the CDN's), outside everything else: a test's fault-injecting
+	// proxy, say. It must tell content requests from API calls itself.
+	Wrap func(http.Handler) http.Handler
 }
 
 // Server is a running emulator: a Hub listener and a CDN listener. All
@@ -123,8 +128,12 @@ func New(opts Options) (*Server, error) {
 	// A different host name than the Hub's, so a client that keeps the
 	// Authorization header across the redirect is caught by the CDN's 400.
 	s.cdnBase = "http://localhost:" + strconv.Itoa(cdnLn.Addr().(*net.TCPAddr).Port)
-	s.hub = &http.Server{Handler: s.wrap("hub", s.serveHub), ReadHeaderTimeout: 10 * time.Second}
-	s.cdn = &http.Server{Handler: s.wrap("cdn", s.serveCDN), ReadHeaderTimeout: 10 * time.Second}
+	hubH, cdnH := s.wrap("hub", s.serveHub), s.wrap("cdn", s.serveCDN)
+	if opts.Wrap != nil {
+		hubH, cdnH = opts.Wrap(hubH), opts.Wrap(cdnH)
+	}
+	s.hub = &http.Server{Handler: hubH, ReadHeaderTimeout: 10 * time.Second}
+	s.cdn = &http.Server{Handler: cdnH, ReadHeaderTimeout: 10 * time.Second}
 	go s.hub.Serve(hubLn)
 	go s.cdn.Serve(cdnLn)
 	return s, nil
