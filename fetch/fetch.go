@@ -67,11 +67,12 @@ type Manifest struct {
 	Files    []File    `json:"files"`
 }
 
-// TotalSize is the sum of all file sizes.
+// TotalSize is the sum of all file sizes, saturating at math.MaxInt64 (a
+// hostile listing's sizes must not wrap the total negative).
 func (m *Manifest) TotalSize() int64 {
 	var n int64
 	for _, f := range m.Files {
-		n += f.Size
+		n = AddSizes(n, max(f.Size, 0))
 	}
 	return n
 }
