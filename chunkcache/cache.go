@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -129,6 +128,7 @@ type Cache struct {
 	mem      *memTier
 	sched    *sched
 	verifier *verifier
+	retrier  *retrier
 	bufs     *bufPool // chunk buffers
 	readBufs *bufPool // O_DIRECT reads of the cache files
 
@@ -139,8 +139,26 @@ type Cache struct {
 	fetchMu      sync.Mutex     // orders startFetch against Close
 	closing      bool           // GUARDED_BY(fetchMu)
 
+	noStore atomic.Pointer[error] // set by DisableStore
+
 	mu      sync.Mutex
 	objects map[string]*Object // GUARDED_BY(mu), by object key
+}
+
+// DisableStore makes the cache serve fetched bytes without writing them to
+// the cache dir, for a disk that cannot hold the model; why is shown in
+// every unfinished file's status. Reads still work, but each is fetched
+// from the origin, so prefetch is pointless then.
+func (c *Cache) DisableStore(why error) {
+	c.noStore.Store(&why)
+}
+
+// storeDisabled is DisableStore's reason, or nil.
+func (c *Cache) storeDisabled() error {
+	if p := c.noStore.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Open prepares the cache directory.
@@ -150,6 +168,12 @@ func Open(o Options) (*Cache, error) {
 	}
 	if o.ChunkSize <= 0 {
 		o.ChunkSize = DefaultChunkSize
+	}
+	if o.ChunkSize > 1<<30 {
+		return nil, fmt.Errorf("chunk size %d is too large: at most 1 GiB", o.ChunkSize)
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Minute
 	}
 	if o.RangeSize <= 0 {
 		o.RangeSize = 2 << 20
@@ -178,10 +202,8 @@ func Open(o Options) (*Cache, error) {
 	if o.Events == nil {
 		o.Events = NopEvents{}
 	}
-	for _, d := range []string{o.Dir, filepath.Join(o.Dir, "objects"), filepath.Join(o.Dir, "manifests")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("cache dir %s: %w (choose a writable --cache-dir)", o.Dir, err)
-		}
+	if err := makePrivateDirs(o.Dir); err != nil {
+		return nil, err
 	}
 	mem, err := newMemTier(o.MemoryBytes)
 	if err != nil {
@@ -194,6 +216,10 @@ func Open(o Options) (*Cache, error) {
 	c.readBufs = newBufPool(1<<20+2*directAlign, 16, true)
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
+	c.retrier = newRetrier(c)
+	if o.NoStore {
+		c.DisableStore(fmt.Errorf("not caching: the cache is set to stream only"))
+	}
 	return c, nil
 }
 
@@ -206,6 +232,7 @@ func (c *Cache) Close() error {
 	c.closing = true
 	c.fetchMu.Unlock()
 	c.sched.stop()
+	c.retrier.stop()
 	c.fetches.Wait()
 	c.verifier.stop()
 	c.mu.Lock()

@@ -27,6 +27,7 @@ type call struct {
 	owned  []byte        // GUARDED_BY(Object.mu); the buffer, to recycle
 	refs   int           // GUARDED_BY(Object.mu); the fetch plus readers holding buf
 	kept   bool          // GUARDED_BY(Object.mu); the memory tier took the buffer
+	heal   *healState    // set when the file is healing: bytes are confirmed before use
 }
 
 // part is one ranged read of a chunk fetch. ready is closed once its bytes
@@ -52,7 +53,7 @@ func (o *Object) newCall(idx int, gen uint64, demand bool) *call {
 	if (demand || idx == 0) && rs >= 512<<10 {
 		rs /= 2
 	}
-	cl := &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1, gen: gen} // refs: the fetch's
+	cl := &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1, gen: gen, heal: o.heal} // refs: the fetch's
 	next := func(s int64) int64 { return min((s/rs+1)*rs, cLen) }
 	if idx == 0 && cLen > headRange && rs > headRange {
 		next = func(s int64) int64 {
@@ -71,12 +72,15 @@ func (o *Object) newCall(idx int, gen uint64, demand bool) *call {
 }
 
 // fetchParts reads every part of a chunk at off into buf, in parallel.
-func (o *Object) fetchParts(ctx context.Context, off int64, buf []byte, parts []part) error {
+// signal says whether readers may be served each part as it arrives.
+func (o *Object) fetchParts(ctx context.Context, off int64, buf []byte, parts []part, signal bool) error {
 	if len(parts) == 1 {
 		if err := o.src.ReadRange(ctx, o.file, off, buf); err != nil {
 			return err
 		}
-		close(parts[0].ready)
+		if signal {
+			close(parts[0].ready)
+		}
 		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -85,7 +89,9 @@ func (o *Object) fetchParts(ctx context.Context, off int64, buf []byte, parts []
 			if err := o.src.ReadRange(gctx, o.file, off+p.off, buf[p.off:p.end]); err != nil {
 				return err
 			}
-			close(p.ready)
+			if signal {
+				close(p.ready)
+			}
 			return nil
 		})
 	}

@@ -61,8 +61,15 @@ type Object struct {
 	npresent   int              // GUARDED_BY(mu)
 	inflight   map[int]*call    // GUARDED_BY(mu)
 	gen        uint64           // GUARDED_BY(mu); bumped when content is dropped
-	state      state            // GUARDED_BY(mu)
-	mismatches int              // GUARDED_BY(mu)
+	state      state            // GUARDED_BY(mu); change it with setStateLocked
+	stateCh    chan struct{}    // GUARDED_BY(mu); closed and replaced on every state change
+	heal       *healState       // GUARDED_BY(mu); set while healing a failed verification
+	served     bool             // GUARDED_BY(mu); a client read bytes not yet verified
+	servedBad  bool             // GUARDED_BY(mu); ... and the file then failed verification
+	filling    bool             // GUARDED_BY(mu); a strict reader's fillAll is running
+	failed     map[int]struct{} // GUARDED_BY(mu); chunks whose last fetch or store failed
+	failures   int              // GUARDED_BY(mu); failed attempts since the last progress
+	progress   time.Time        // GUARDED_BY(mu); when a chunk was last stored or a verdict reached
 	lastErr    error            // GUARDED_BY(mu)
 	diskErr    error            // GUARDED_BY(mu); set once when writes fail
 	lastAccess time.Time        // GUARDED_BY(mu)
@@ -73,15 +80,20 @@ type Object struct {
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
-	o := &Object{c: c, key: key, origin: origin, file: f, src: src, inflight: map[int]*call{}, waiters: map[int]struct{}{}}
+	// The size comes from the origin: never size anything from it unchecked.
+	if f.Size < 0 || f.Size > MaxFileSize {
+		return nil, fmt.Errorf("%s %q: listed size %d is impossible (the limit is %d): refusing the file", origin, f.Path, f.Size, int64(MaxFileSize))
+	}
+	o := &Object{c: c, key: key, origin: origin, file: f, src: src, inflight: map[int]*call{}, waiters: map[int]struct{}{},
+		failed: map[int]struct{}{}, stateCh: make(chan struct{}), progress: time.Now()}
 	o.nchunks = int((f.Size + c.opts.ChunkSize - 1) / c.opts.ChunkSize)
 	o.present = make([]bool, o.nchunks)
 	dataPath := c.objectPath(key, ".data")
-	if err := os.MkdirAll(filepath.Dir(dataPath), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dataPath), privateDir); err != nil {
 		return nil, diskError(c.opts.Dir, err)
 	}
 	var err error
-	if o.data, err = os.OpenFile(dataPath, os.O_RDWR|os.O_CREATE, 0o644); err != nil {
+	if o.data, err = openPrivate(dataPath, os.O_RDWR|os.O_CREATE); err != nil {
 		return nil, diskError(c.opts.Dir, err)
 	}
 	st, err := o.data.Stat()
@@ -101,7 +113,7 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 		os.Remove(c.objectPath(key, ".chunks"))
 		os.Remove(c.objectPath(key, ".ok"))
 	}
-	if o.logf, err = os.OpenFile(c.objectPath(key, ".chunks"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+	if o.logf, err = openPrivate(c.objectPath(key, ".chunks"), os.O_RDWR|os.O_CREATE|os.O_APPEND); err != nil {
 		o.data.Close()
 		return nil, diskError(c.opts.Dir, err)
 	}
@@ -113,9 +125,9 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 	o.loadLog()
 	if o.npresent == o.nchunks {
 		if _, err := os.Stat(c.objectPath(key, ".ok")); err == nil {
-			o.state = stateVerified
+			o.setStateLocked(stateVerified)
 		} else {
-			o.state = stateVerifying
+			o.setStateLocked(stateVerifying)
 			c.verifier.queue(o)
 		}
 	}
@@ -186,17 +198,22 @@ func (o *Object) fetch(idx int, cl *call) {
 	o.mu.Unlock()
 	defer o.unref(cl)
 	start := time.Now()
-	err := o.fetchParts(ctx, cOff, buf, cl.parts)
+	// A healing chunk's ranges are not served as they arrive: only once
+	// every block of it is confirmed (heal.go).
+	err := o.fetchParts(ctx, cOff, buf, cl.parts, cl.heal == nil)
+	if err == nil && cl.heal != nil {
+		err = o.confirm(ctx, cl.heal, cOff, buf)
+	}
 	if err != nil {
-		cl.err = fmt.Errorf("%s %s: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
+		cl.err = fmt.Errorf("%s %q: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
 		o.c.opts.Events.FetchFailed(o.origin, err)
 		o.mu.Lock()
 		delete(o.inflight, idx)
 		delete(o.waiters, idx)
-		o.lastErr = cl.err
 		o.mu.Unlock()
 		close(cl.done)
 		close(cl.stored)
+		o.noteFailure(idx, cl.err)
 		return
 	}
 	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
@@ -263,7 +280,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	o.mu.Lock()
 	stale := o.gen != gen
 	o.mu.Unlock()
-	if stale {
+	if stale || o.c.storeDisabled() != nil {
 		return false
 	}
 	cOff, _ := o.chunkBounds(idx)
@@ -277,6 +294,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	}
 	if err != nil {
 		o.noteDiskError(err)
+		o.noteFailure(idx, o.diskErrNow())
 		return false
 	}
 	if toMem {
@@ -287,8 +305,9 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	if o.gen == gen && !o.present[idx] {
 		o.present[idx] = true
 		o.npresent++
+		o.progressLocked(idx)
 		if o.npresent == o.nchunks && o.state == stateFilling {
-			o.state = stateVerifying
+			o.setStateLocked(stateVerifying)
 			complete = true
 		}
 	}
@@ -297,6 +316,13 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 		o.c.verifier.queue(o)
 	}
 	return kept
+}
+
+// diskErrNow is the latest error writing the cache dir.
+func (o *Object) diskErrNow() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.diskErr
 }
 
 func (o *Object) noteDiskError(err error) {

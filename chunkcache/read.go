@@ -28,6 +28,11 @@ func (o *Object) release(pc piece) {
 // file. Reads of different chunks, or of present chunks, never wait on each
 // other; readers of one missing chunk share one fetch.
 func (o *Object) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if o.c.opts.StrictVerify {
+		if err := o.awaitVerified(ctx); err != nil {
+			return 0, err
+		}
+	}
 	p = o.clientRead(p, off)
 	if len(p) == 0 {
 		return 0, nil
@@ -58,10 +63,19 @@ func (o *Object) clip(p []byte, off int64) []byte {
 }
 
 // clientRead clips p to the file and records a client read of it at off
-// (readahead follows it; background work yields to it).
+// (readahead follows it; background work yields to it). A read of a file
+// not verified yet is remembered: if the file then fails verification, its
+// readers are told to reload (see mismatch).
 func (o *Object) clientRead(p []byte, off int64) []byte {
 	if p = o.clip(p, off); len(p) > 0 {
 		o.c.lastRead.Store(time.Now().UnixNano())
+		if !o.file.Checksum.IsZero() {
+			o.mu.Lock()
+			if o.state != stateVerified {
+				o.served = true
+			}
+			o.mu.Unlock()
+		}
 		o.noteAccess(off, int64(len(p)))
 	}
 	return p
@@ -76,6 +90,11 @@ func (o *Object) clientRead(p []byte, off int64) []byte {
 // done, when not nil, must be called once the caller is through with data
 // (after the reply went out): the buffer is then reused.
 func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, done func(), err error) {
+	if o.c.opts.StrictVerify {
+		if err := o.awaitVerified(ctx); err != nil {
+			return nil, nil, nil, err
+		}
+	}
 	dest = o.clientRead(dest, off)
 	if len(dest) == 0 {
 		return dest, nil, nil, nil

@@ -27,8 +27,8 @@ type stream struct {
 // jump, so random access does not drag whole files in.
 func (o *Object) noteAccess(off, n int64) {
 	s := o.c.sched
-	if s == nil || o.c.opts.ReadaheadMax <= 0 {
-		return
+	if s == nil || o.c.opts.ReadaheadMax <= 0 || o.c.storeDisabled() != nil {
+		return // nothing to read ahead into when nothing is stored
 	}
 	minW, maxW := o.c.opts.ReadaheadMin, o.c.opts.ReadaheadMax
 	end := off + n

@@ -14,7 +14,7 @@ type ObjectStats struct {
 	Path        string `json:"path"`
 	Size        int64  `json:"size"`
 	CachedBytes int64  `json:"cached_bytes"`
-	State       string `json:"state"` // filling | verifying | verified | complete | bad
+	State       string `json:"state"` // filling | healing | verifying | verified | complete | bad
 	Verified    bool   `json:"verified"`
 	Error       string `json:"error,omitempty"`
 	// ServedBad: bytes of this file reached readers before the file failed
@@ -39,11 +39,19 @@ func (o *Object) Stats() ObjectStats {
 			cached += n
 		}
 	}
-	s := ObjectStats{Path: o.file.Path, Size: o.file.Size, CachedBytes: cached, State: o.state.String(), Verified: o.state == stateVerified}
-	if o.lastErr != nil {
+	s := ObjectStats{Path: o.file.Path, Size: o.file.Size, CachedBytes: cached, State: o.state.String(), Verified: o.state == stateVerified,
+		ServedBad: o.servedBad, Failures: o.failures, LastProgress: o.progress}
+	if o.heal != nil && o.state == stateFilling {
+		s.State = "healing"
+	}
+	done := o.state == stateVerified || o.state == stateComplete
+	switch {
+	case o.lastErr != nil:
 		s.Error = o.lastErr.Error()
-	} else if o.diskErr != nil {
+	case o.diskErr != nil:
 		s.Error = o.diskErr.Error()
+	case !done && o.c.storeDisabled() != nil:
+		s.Error = o.c.storeDisabled().Error()
 	}
 	return s
 }

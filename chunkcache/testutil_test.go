@@ -20,7 +20,12 @@ type fakeSource struct {
 	corrupt map[string]int    // GUARDED_BY(mu): corrupt the next N reads (-1: always)
 	failN   int               // GUARDED_BY(mu): fail the next N reads
 	stall   time.Duration     // GUARDED_BY(mu)
-	reads   atomic.Int64
+	// flipRate is the share of reads that get one byte flipped at a random
+	// position: corruption that differs from one response to the next.
+	flipRate float64    // GUARDED_BY(mu)
+	rng      *rand.Rand // GUARDED_BY(mu)
+	down     bool       // GUARDED_BY(mu): every read fails (an outage)
+	reads    atomic.Int64
 	bytes   atomic.Int64
 }
 
@@ -61,6 +66,16 @@ func (s *fakeSource) ReadRange(ctx context.Context, f fetch.File, off int64, p [
 	if s.corrupt[f.Path] > 0 {
 		s.corrupt[f.Path]--
 	}
+	fail = fail || s.down
+	flipAt := -1
+	if s.flipRate > 0 && len(p) > 0 {
+		if s.rng == nil {
+			s.rng = rand.New(rand.NewPCG(1, 2))
+		}
+		if s.rng.Float64() < s.flipRate {
+			flipAt = s.rng.IntN(len(p))
+		}
+	}
 	s.mu.Unlock()
 	if stall > 0 {
 		select {
@@ -79,6 +94,28 @@ func (s *fakeSource) ReadRange(ctx context.Context, f fetch.File, off int64, p [
 	if corrupt && len(p) > 0 {
 		p[0] ^= 0xff
 	}
+	if flipAt >= 0 {
+		p[flipAt] ^= 0x01
+	}
 	s.bytes.Add(int64(len(p)))
 	return nil
+}
+
+// recEvents records ServedBad events.
+type recEvents struct {
+	NopEvents
+	mu  sync.Mutex
+	bad []string
+}
+
+func (e *recEvents) ServedBad(path string) {
+	e.mu.Lock()
+	e.bad = append(e.bad, path)
+	e.mu.Unlock()
+}
+
+func (e *recEvents) servedBad() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.bad...)
 }

@@ -94,13 +94,17 @@ func (v *verifier) pace(d time.Duration) bool {
 }
 
 // verify hashes the complete data file. On a match the object is marked
-// verified on disk (so a restart skips the hash). On a mismatch its chunks
-// are dropped and fetched once more; a second mismatch makes the file fail
-// its reads with EIO, because serving bytes known to be wrong is worse.
+// verified on disk (so a restart skips the hash). On a mismatch the file is
+// healed (heal.go): every chunk is fetched again and kept only once two
+// copies of each of its blocks agree, then the file is verified again. A
+// mismatch of a healed file means the origin serves the same wrong bytes
+// every time; only then do its reads fail with EIO for good.
 func (o *Object) verify(v *verifier) {
 	want := o.file.Checksum
 	if want.IsZero() {
-		o.setState(stateComplete)
+		o.mu.Lock()
+		o.setStateLocked(stateComplete)
+		o.mu.Unlock()
 		return
 	}
 	o.mu.Lock()
@@ -114,38 +118,30 @@ func (o *Object) verify(v *verifier) {
 		return // dropped or closed meanwhile; whoever did it decides what next
 	}
 	if err != nil {
-		o.c.log.Error("cannot verify cached file", "file", o.file.Path, "origin", o.origin, "err", err)
-		o.setState(stateFilling)
+		// The cache file could not be read back: try again later.
+		o.noteFailure(-1, fmt.Errorf("%s %s: verifying the cached file: %w", o.origin, fetch.QuoteName(o.file.Path), err))
 		return
 	}
 	if got == want.Value {
-		if f, err := os.Create(o.c.objectPath(o.key, ".ok")); err == nil {
+		if f, err := openPrivate(o.c.objectPath(o.key, ".ok"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC); err == nil {
 			f.Close()
 		}
 		o.mu.Lock()
+		healed := o.heal != nil
 		if o.gen == gen {
-			o.state = stateVerified
+			o.heal = nil
+			o.lastErr = nil
+			o.setStateLocked(stateVerified)
 		}
 		o.mu.Unlock()
 		o.c.opts.Events.Verified(o.file.Path, true)
+		if healed {
+			o.c.log.Info("file healed and verified", "file", o.file.Path, "origin", o.origin)
+		}
 		return
 	}
 	o.c.opts.Events.Verified(o.file.Path, false)
-	o.mu.Lock()
-	o.mismatches++
-	retry := o.mismatches < 2
-	o.mu.Unlock()
-	o.drop()
-	if !retry {
-		o.mu.Lock()
-		o.state = stateBad
-		o.lastErr = fmt.Errorf("%s %s: %s mismatch after refetch (want %s, got %s): reads fail with EIO", o.origin, o.file.Path, want.Algo, want.Value, got)
-		o.mu.Unlock()
-		o.c.log.Error("file failed verification twice; its reads now fail with EIO", "file", o.file.Path, "origin", o.origin, "algo", want.Algo, "want", want.Value, "got", got)
-		return
-	}
-	o.c.log.Warn("file failed verification; dropped its chunks and fetching it again", "file", o.file.Path, "origin", o.origin, "algo", want.Algo, "want", want.Value, "got", got)
-	go o.refill()
+	o.mismatch(gen, want, got)
 }
 
 var errStale = errors.New("content changed while hashing")
@@ -187,26 +183,23 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 	return fetch.SumHex(algo, h), nil
 }
 
-func (o *Object) setState(s state) {
-	o.mu.Lock()
+// setStateLocked changes the state and wakes everyone waiting for a change
+// (strict readers).
+// LOCKS_REQUIRED(mu)
+func (o *Object) setStateLocked(s state) {
 	o.state = s
-	o.mu.Unlock()
+	o.progress = time.Now()
+	close(o.stateCh)
+	o.stateCh = make(chan struct{})
 }
 
-// drop forgets every chunk: bumps the generation (so in-flight fetches and
-// memory-tier entries of the old one are never served), clears the log and
-// punches out the data file.
-func (o *Object) drop() {
-	defer func() {
-		o.mu.Lock()
-		fns := append([]func(){}, o.onDrop...)
-		o.mu.Unlock()
-		for _, fn := range fns {
-			fn()
-		}
-	}()
-	o.dataMu.Lock()
-	defer o.dataMu.Unlock()
+// forget marks every chunk absent under a new generation, so in-flight
+// fetches and memory-tier entries of the old one are never served, and
+// clears the presence log. The bytes stay in the data file (healing
+// compares against them) until punched. Layers above are told to forget
+// their copies (the kernel's page cache above all).
+// LOCKS_REQUIRED(dataMu, exclusive)
+func (o *Object) forget() {
 	o.mu.Lock()
 	oldGen := o.gen
 	o.gen++
@@ -214,7 +207,7 @@ func (o *Object) drop() {
 		o.present[i] = false
 	}
 	o.npresent = 0
-	o.state = stateFilling
+	o.setStateLocked(stateFilling)
 	o.mu.Unlock()
 	for i := 0; i < o.nchunks; i++ {
 		o.c.mem.del(o.memKey(oldGen, i))
@@ -222,25 +215,16 @@ func (o *Object) drop() {
 	o.logMu.Lock()
 	o.logf.Truncate(0)
 	o.logMu.Unlock()
-	o.punch()
 	os.Remove(o.c.objectPath(o.key, ".ok"))
 }
 
-// refill fetches every chunk again after a verification failure, a few at a
-// time, so the second verdict comes without waiting for readers.
-func (o *Object) refill() {
-	sem := make(chan struct{}, 8)
-	for i := 0; i < o.nchunks; i++ {
-		sem <- struct{}{}
-		go func(i int) {
-			defer func() { <-sem }()
-			ctx, cancel := contextWithTimeout(o.c.opts.FetchTimeout)
-			defer cancel()
-			o.Ensure(ctx, i)
-		}(i)
-	}
-	for i := 0; i < cap(sem); i++ {
-		sem <- struct{}{}
+// notifyDrop tells the layers above that content they may hold is gone.
+func (o *Object) notifyDrop() {
+	o.mu.Lock()
+	fns := append([]func(){}, o.onDrop...)
+	o.mu.Unlock()
+	for _, fn := range fns {
+		fn()
 	}
 }
 

@@ -1,0 +1,59 @@
+package chunkcache
+
+import (
+	"context"
+	"fmt"
+)
+
+// awaitVerified is the gate of --strict-verify: it returns once the whole
+// file is verified, fetching all of it meanwhile (a reader waits for this
+// file now, whatever the prefetch order). A file the origin gave no
+// checksum for has nothing to wait for and is served as it arrives.
+func (o *Object) awaitVerified(ctx context.Context) error {
+	if o.file.Checksum.IsZero() {
+		return nil
+	}
+	if err := o.c.storeDisabled(); err != nil {
+		return fmt.Errorf("%s %q: --strict-verify needs the whole file in the cache: %w", o.origin, o.file.Path, err)
+	}
+	for {
+		if o.c.sched.ctx.Err() != nil {
+			return fmt.Errorf("%s %q: %w", o.origin, o.file.Path, ErrClosed)
+		}
+		o.mu.Lock()
+		st, changed := o.state, o.stateCh
+		fill := st == stateFilling && !o.filling
+		if fill {
+			o.filling = true
+		}
+		o.mu.Unlock()
+		switch st {
+		case stateVerified, stateComplete:
+			return nil
+		case stateBad:
+			return fmt.Errorf("%s %q: %w", o.origin, o.file.Path, ErrBadContent)
+		}
+		if fill {
+			go o.strictFill()
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%s %q: waiting for the whole file to be verified (--strict-verify): %w", o.origin, o.file.Path, ctx.Err())
+		}
+	}
+}
+
+// strictFill fetches the whole file for strict readers, then wakes them
+// even when some fetch failed, so they look again (and fetch again) rather
+// than sleep until their deadline.
+func (o *Object) strictFill() {
+	o.fillAll(8)
+	o.mu.Lock()
+	o.filling = false
+	if o.state == stateFilling {
+		close(o.stateCh)
+		o.stateCh = make(chan struct{})
+	}
+	o.mu.Unlock()
+}
