@@ -9,8 +9,12 @@ export GOFLAGS := -buildvcs=false
 
 all: build
 
+# The version `weightfs --version` and /status report: the nearest tag and
+# commit (-dirty with local changes), or "dev" outside a git checkout.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN) ./cmd/weightfs
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/weightfs
 
 # fuse3 brings fusermount3 for non-root mounts; tests run as root and use
 # DirectMount, but the unmount path and users' machines need it.

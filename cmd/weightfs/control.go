@@ -54,7 +54,7 @@ func startControl(c *cli.Context, log *slog.Logger, entries []config.Entry) (*co
 		}
 		return nil, fmt.Errorf("%w (choose a free --control-addr, or \"off\")", err)
 	}
-	cp.srv = control.New(control.Options{Metrics: cp.metrics, Logger: log, Secrets: secretValues(entries, sourceEnv(c, log))})
+	cp.srv = control.New(control.Options{Metrics: cp.metrics, Logger: log, Secrets: secretValues(entries, sourceEnv(c, log)), Version: buildVersion()})
 	go func() {
 		if err := cp.srv.Serve(l); err != nil {
 			log.Error("control endpoint stopped", "addr", addr, "err", err)

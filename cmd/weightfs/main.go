@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -23,9 +24,24 @@ func sleepMillis(n int) { time.Sleep(time.Duration(n) * time.Millisecond) }
 
 func main() {
 	startPprof()
-	app := &cli.App{
-		Name:  "weightfs",
-		Usage: "mount model weights (Hugging Face, S3, GCS) lazily, streaming bytes as they are read",
+	err := newApp().Run(os.Args)
+	logOut.flush()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "weightfs: %v\n", err)
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) && ec.ExitCode() != 0 {
+			os.Exit(ec.ExitCode())
+		}
+		os.Exit(1)
+	}
+}
+
+// newApp is the command line; main runs it, tests run it with arguments.
+func newApp() *cli.App {
+	return &cli.App{
+		Name:    "weightfs",
+		Usage:   "mount model weights (Hugging Face, S3, GCS) lazily, streaming bytes as they are read",
+		Version: buildVersion(),
 		Commands: []*cli.Command{
 			mountCommand(),
 			lsCommand(),
@@ -36,16 +52,45 @@ func main() {
 		// Errors are printed once, as one clear line, by main; never a stack.
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
-	err := app.Run(os.Args)
-	logOut.flush()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "weightfs: %v\n", err)
-		var ec cli.ExitCoder
-		if errors.As(err, &ec) && ec.ExitCode() != 0 {
-			os.Exit(ec.ExitCode())
-		}
-		os.Exit(1)
+}
+
+// version is set at build time: go build -ldflags "-X main.version=v1.2.3"
+// (the Makefile's build target does, from git describe).
+var version string
+
+// buildVersion is version, else what the Go toolchain recorded: the module
+// version for `go install ...@v1.2.3`, and the VCS revision where the build
+// kept it; "(devel)" for a plain go build.
+func buildVersion() string {
+	if version != "" {
+		return version
 	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "-dirty"
+			}
+		}
+	}
+	if rev != "" {
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		v += " (" + rev + dirty + ")"
+	}
+	if v == "" {
+		return "unknown"
+	}
+	return v
 }
 
 // Flags shared by the commands that read a config.
@@ -60,7 +105,7 @@ var (
 		Usage: "Truss data folder holding s3_credentials.json / service_account.json (default: data/ beside the config)", EnvVars: []string{"WEIGHTFS_DATA_DIR"}}
 	refreshFlag = &cli.BoolFlag{Name: "refresh",
 		Usage: "list the origins again even if a saved manifest exists (re-resolves branches)"}
-	logLevelFlag = &cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error"}
+	logLevelFlag = &cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", Action: checkLogLevel}
 )
 
 // sourceEnv is what the origins need: secrets, the Truss data folder

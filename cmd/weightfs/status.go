@@ -11,6 +11,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/weightfs/weightfs/cmd/weightfs/control"
+	"github.com/weightfs/weightfs/fetch"
 )
 
 func statusCommand() *cli.Command {
@@ -68,8 +69,12 @@ func printStatus(w io.Writer, st *control.Status) error {
 	fmt.Fprintf(w, "prefetch %s; up %s\n", state, secondsString(st.UptimeSeconds))
 	for _, v := range st.Volumes {
 		for _, f := range v.FileList {
+			name := fetch.QuoteName(v.Folder + "/" + f.Path)
 			if f.State == "bad" || f.Error != "" {
-				fmt.Fprintf(w, "%s/%s: %s: %s\n", v.Folder, f.Path, f.State, f.Error)
+				fmt.Fprintf(w, "%s: %s: %s\n", name, f.State, fetch.EscapeControl(f.Error))
+			}
+			if f.ServedBad {
+				fmt.Fprintf(w, "%s: served_bad: bytes reached readers before it failed verification; processes that read it then must reload it\n", name)
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -170,5 +171,139 @@ func TestStatusTable(t *testing.T) {
 		if !strings.Contains(out.String(), w) {
 			t.Errorf("output lacks %q:\n%s", w, out.String())
 		}
+	}
+}
+
+func (f *fakeObject) update(fn func(*chunkcache.ObjectStats)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(&f.st)
+}
+
+// readyWith serves one volume "llm" holding objs.
+func readyWith(t *testing.T, objs ...*fakeObject) string {
+	t.Helper()
+	s, addr := serveControl(t)
+	var files []control.Stater
+	for _, o := range objs {
+		files = append(files, o)
+	}
+	s.Ready(control.Model{Prefetch: true, Volumes: []control.Volume{{Folder: "llm", Repo: "acme/llm", Kind: "hf", Files: files}}})
+	return addr
+}
+
+// Fails before this change: a file that stopped moving while its fetches
+// kept failing (one shard whose every request is reset, a full cache disk)
+// left `wait` polling forever, its default timeout being none.
+func TestWaitGivesUpOnAStuckFileNamingItAndItsError(t *testing.T) {
+	cases := []struct {
+		name, path   string
+		lastProgress time.Duration // before now; 0: never
+		failures     int
+		err          string
+		want         []string
+	}{
+		{"error, never progressed", "model-00002.safetensors", 0, 0, "GET model-00002: connection reset by peer",
+			[]string{"1 file(s) made no progress for 300ms", "llm/model-00002.safetensors (512 B of 1.0 KiB cached): GET model-00002: connection reset by peer"}},
+		{"failures counted, old progress", "model-00003.safetensors", time.Hour, 7, "",
+			[]string{"llm/model-00003.safetensors (512 B of 1.0 KiB cached): 7 failed attempts"}},
+		{"control characters in the name and the error", "evil\x1b[2J\nname", 0, 1, "open evil\x1b[2J: no space left on device",
+			[]string{`"llm/evil\x1b[2J\nname" (512 B of 1.0 KiB cached): open evil\x1b[2J: no space left on device`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			st := chunkcache.ObjectStats{Path: tc.path, Size: 1024, CachedBytes: 512, State: "filling", Error: tc.err, Failures: tc.failures}
+			if tc.lastProgress > 0 {
+				st.LastProgress = time.Now().Add(-tc.lastProgress)
+			}
+			done := &fakeObject{st: chunkcache.ObjectStats{Path: "config.json", Size: 10, CachedBytes: 10, State: "verified", Verified: true}}
+			addr := readyWith(t, done, &fakeObject{st: st})
+			const stall, poll = 300 * time.Millisecond, 20 * time.Millisecond
+			start := time.Now()
+			err := runWait(context.Background(), control.NewClient(addr), waitOptions{poll: poll, stall: stall}, io.Discard)
+			el := time.Since(start)
+			if code := exitCode(err); code != exitWaitStalled {
+				t.Fatalf("exit %d (%v), want %d", code, err, exitWaitStalled)
+			}
+			if el < stall || el > stall+poll+time.Second {
+				t.Fatalf("gave up after %s, want within [%s, %s + poll]", el, stall, stall)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("message lacks %q:\n%s", w, err)
+				}
+			}
+			if strings.ContainsAny(err.Error(), "\x1b\n") {
+				t.Errorf("raw control characters in %q", err)
+			}
+		})
+	}
+}
+
+// A slow file is not a stuck one: bytes still landing, or the daemon still
+// reporting progress (a chunk healed in place), keep `wait` waiting even
+// while an error is shown.
+func TestWaitKeepsWaitingOnASlowFile(t *testing.T) {
+	for _, name := range []string{"cached bytes grow", "daemon reports progress"} {
+		t.Run(name, func(t *testing.T) {
+			f := &fakeObject{st: chunkcache.ObjectStats{Path: "model.safetensors", Size: 1000, State: "filling",
+				Error: "503 Slow Down (retrying)", Failures: 2}}
+			addr := readyWith(t, f)
+			go func() {
+				for i := 1; i <= 10; i++ {
+					time.Sleep(60 * time.Millisecond)
+					f.update(func(s *chunkcache.ObjectStats) {
+						if name == "cached bytes grow" {
+							s.CachedBytes = int64(i) * 100
+						} else {
+							s.LastProgress = time.Now()
+						}
+					})
+				}
+				f.set(1000, "verified")
+			}()
+			err := runWait(context.Background(), control.NewClient(addr),
+				waitOptions{timeout: 10 * time.Second, poll: 20 * time.Millisecond, stall: 200 * time.Millisecond}, io.Discard)
+			if err != nil {
+				t.Fatalf("wait: %v, want success", err)
+			}
+		})
+	}
+}
+
+// Fails before this change: a file whose bytes were served before they
+// failed verification, and healed since, ended `wait` with 0 as if nothing
+// had happened; its readers never learned they must reload.
+func TestWaitExitsServedBadOnceAllIsDone(t *testing.T) {
+	ok := &fakeObject{st: chunkcache.ObjectStats{Path: "config.json", Size: 10, CachedBytes: 10, State: "verified", Verified: true}}
+	healed := &fakeObject{st: chunkcache.ObjectStats{Path: "model.safetensors", Size: 1024, CachedBytes: 1024, State: "verifying", ServedBad: true}}
+	addr := readyWith(t, ok, healed)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		healed.set(1024, "verified")
+	}()
+	start := time.Now()
+	err := runWait(context.Background(), control.NewClient(addr), waitOptions{timeout: 10 * time.Second, poll: 20 * time.Millisecond}, io.Discard)
+	if code := exitCode(err); code != exitWaitServedBad {
+		t.Fatalf("exit %d (%v), want %d", code, err, exitWaitServedBad)
+	}
+	if time.Since(start) < 100*time.Millisecond {
+		t.Fatal("returned before every file was done")
+	}
+	for _, w := range []string{"all 2 files are now cached and verified", "1 of them", "must reload: llm/model.safetensors"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("message lacks %q: %v", w, err)
+		}
+	}
+}
+
+func TestWaitGivesUpOnADaemonThatStoppedAnswering(t *testing.T) {
+	s, addr := serveControl(t)
+	s.Ready(control.Model{Volumes: []control.Volume{{Folder: "llm", Files: []control.Stater{
+		&fakeObject{st: chunkcache.ObjectStats{Path: "a", Size: 10, State: "filling"}}}}}})
+	go func() { time.Sleep(100 * time.Millisecond); s.Close() }()
+	err := runWait(context.Background(), control.NewClient(addr), waitOptions{poll: 20 * time.Millisecond, stall: 300 * time.Millisecond}, io.Discard)
+	if code := exitCode(err); code != exitWaitStalled || !strings.Contains(err.Error(), "stopped answering") {
+		t.Fatalf("exit %d (%v), want %d saying the daemon stopped answering", code, err, exitWaitStalled)
 	}
 }

@@ -29,6 +29,7 @@ type Metrics struct {
 	readErrors    prometheus.Counter
 	retries       prometheus.Counter
 	verifyFailure prometheus.Counter
+	servedBad     prometheus.Counter
 
 	progressMu sync.Mutex
 	progress   func() (cached, total int64, verified int, ok bool) // GUARDED_BY(progressMu)
@@ -65,11 +66,13 @@ func NewMetrics() *Metrics {
 	m.retries = prometheus.NewCounter(prometheus.CounterOpts{Name: "weightfs_fetch_retries_total",
 		Help: "Ranged GET attempts that failed and were retried."})
 	m.verifyFailure = prometheus.NewCounter(prometheus.CounterOpts{Name: "weightfs_verification_failures_total",
-		Help: "Complete files whose checksum did not match (each is refetched once, then fails with EIO)."})
+		Help: "Complete files whose checksum did not match (their chunks are fetched again)."})
+	m.servedBad = prometheus.NewCounter(prometheus.CounterOpts{Name: "weightfs_files_served_bad_total",
+		Help: "Files some of whose bytes reached readers before the file failed verification; processes that read them must reload."})
 	m.hits.WithLabelValues("memory")
 	m.hits.WithLabelValues("disk")
 	m.reg.MustRegister(m.fetchedBytes, m.fetchErrors, m.hits, m.misses, m.waitTotal, m.wait, m.reads,
-		m.readErrors, m.retries, m.verifyFailure, progressCollector{m},
+		m.readErrors, m.retries, m.verifyFailure, m.servedBad, progressCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -104,8 +107,9 @@ func (m *Metrics) Verified(_ string, ok bool) {
 	}
 }
 
-// ServedBad implements chunkcache.Events. TODO(helper): a metric.
-func (m *Metrics) ServedBad(string) {}
+// ServedBad implements chunkcache.Events: the cache reports each such file
+// once per failed verification.
+func (m *Metrics) ServedBad(string) { m.servedBad.Inc() }
 
 // ObserveRead records one FUSE read (fs.Options.OnRead).
 func (m *Metrics) ObserveRead(d time.Duration, err error) {

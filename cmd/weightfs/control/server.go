@@ -43,6 +43,7 @@ type Options struct {
 	// default 10s, long enough to smooth chunk-sized steps (8 MiB at once).
 	SampleEvery, RateWindow time.Duration
 	Now                     func() time.Time // default time.Now (tests inject)
+	Version                 string           // reported in /status; default none
 }
 
 // Server answers the control endpoints. It is safe for concurrent use.
@@ -183,6 +184,13 @@ func Listen(addr string) (net.Listener, error) {
 	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
+		return nil, fmt.Errorf("control address %s: %w", addr, err)
+	}
+	// Connecting needs write permission on the socket; the kernel creates
+	// it as 0777 less the umask, which under umask 0 lets every local user
+	// in. Only the daemon's own user may ask (root passes regardless).
+	if err := os.Chmod(path, 0o600); err != nil {
+		l.Close()
 		return nil, fmt.Errorf("control address %s: %w", addr, err)
 	}
 	return l, nil

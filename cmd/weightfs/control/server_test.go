@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -222,5 +223,49 @@ func TestClientNamesTheAddressWhenNoDaemonAnswers(t *testing.T) {
 	_, hs := newTestServer(t, Options{})
 	if _, err := NewClient(strings.TrimPrefix(hs.URL, "http://")).Raw(context.Background(), "/readyz"); err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("non-200 answer: err = %v", err)
+	}
+}
+
+// Fails before this change under umask 0: the socket was 0777, so every
+// local user could read /status and /metrics.
+func TestListenUnixSocketIsOwnerOnly(t *testing.T) {
+	old := syscall.Umask(0)
+	defer syscall.Umask(old)
+	sock := filepath.Join(t.TempDir(), "control.sock")
+	l, err := Listen("unix:" + sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o600 {
+		t.Fatalf("socket mode %o, want 600", perm)
+	}
+}
+
+// Fails before this change: served_bad files, the version and the daemon's
+// clock were not in /status, and no metric counted served-bad files.
+func TestStatusAndMetricsReportServedBad(t *testing.T) {
+	m := NewMetrics()
+	s, hs := newTestServer(t, Options{Metrics: m, Version: "v1.2.3"})
+	served := newFile("model.safetensors", 10, 10, "verified")
+	served.st.ServedBad = true
+	s.Ready(Model{Volumes: []Volume{{Folder: "v", Files: []Stater{newFile("a", 10, 10, "verified"), served}}}})
+	m.ServedBad("model.safetensors")
+	st := s.Snapshot()
+	if st.Totals.ServedBadFiles != 1 || st.Volumes[0].ServedBadFiles != 1 || st.Version != "v1.2.3" || st.Now.IsZero() {
+		t.Fatalf("status %+v", st)
+	}
+	_, body := get(t, hs.URL+"/status")
+	for _, w := range []string{`"served_bad_files": 1`, `"served_bad": true`, `"version": "v1.2.3"`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("/status lacks %s:\n%s", w, body)
+		}
+	}
+	if v, ok := value(scrape(t, hs.URL), "weightfs_files_served_bad_total"); !ok || v != 1 {
+		t.Fatalf("weightfs_files_served_bad_total = %v (present %v), want 1", v, ok)
 	}
 }

@@ -32,7 +32,11 @@ type Stater interface {
 // Status is the JSON body of /status.
 type Status struct {
 	Ready         bool           `json:"ready"` // the listing is served
+	Version       string         `json:"version,omitempty"`
 	UptimeSeconds float64        `json:"uptime_seconds"`
+	// Now is the daemon's clock when it answered, against which the files'
+	// last_progress times are read (a client's clock may differ).
+	Now time.Time `json:"now"`
 	Prefetch      PrefetchStatus `json:"prefetch"`
 	Totals        Summary        `json:"totals"`
 	Volumes       []VolumeStatus `json:"volumes"`
@@ -55,7 +59,10 @@ type Summary struct {
 	CachedBytes   int64   `json:"cached_bytes"`
 	DoneFiles     int     `json:"done_files"`     // cached and verified, or cached with no checksum to verify
 	VerifiedFiles int     `json:"verified_files"` // cached and checksum matched
-	FailedFiles   int     `json:"failed_files"`   // failed verification twice: reads get EIO
+	FailedFiles   int     `json:"failed_files"`   // failed verification for good: reads get EIO
+	// ServedBadFiles had bytes served to readers before the file failed
+	// verification: processes that read them then must reload them.
+	ServedBadFiles int `json:"served_bad_files"`
 	Percent       float64 `json:"percent"`        // of bytes cached, one decimal
 }
 
@@ -88,6 +95,9 @@ func (s *Summary) add(st chunkcache.ObjectStats) {
 	if st.State == "bad" {
 		s.FailedFiles++
 	}
+	if st.ServedBad {
+		s.ServedBadFiles++
+	}
 }
 
 func (s *Summary) finish() {
@@ -103,7 +113,8 @@ func percent(part, whole int64) float64 {
 
 // Snapshot builds the current status.
 func (s *Server) Snapshot() Status {
-	st := Status{Ready: s.ready.Load(), UptimeSeconds: s.opts.Now().Sub(s.started).Seconds(), Volumes: []VolumeStatus{}}
+	now := s.opts.Now()
+	st := Status{Ready: s.ready.Load(), Version: s.opts.Version, UptimeSeconds: now.Sub(s.started).Seconds(), Now: now, Volumes: []VolumeStatus{}}
 	s.mu.Lock()
 	m := s.model
 	s.mu.Unlock()
@@ -133,6 +144,7 @@ func (s *Server) Snapshot() Status {
 		st.Totals.DoneFiles += vs.DoneFiles
 		st.Totals.VerifiedFiles += vs.VerifiedFiles
 		st.Totals.FailedFiles += vs.FailedFiles
+		st.Totals.ServedBadFiles += vs.ServedBadFiles
 		st.Volumes = append(st.Volumes, vs)
 	}
 	st.Totals.finish()
