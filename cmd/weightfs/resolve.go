@@ -58,12 +58,14 @@ func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chu
 		return nil, err
 	}
 	r := &resolved{entry: e, origin: sources.Origin(e), src: src}
+	key := manifestKey(e, env)
 	if !refresh {
-		m, err := cache.LoadManifest(e.Key())
+		m, err := cache.LoadManifest(key)
 		if err != nil {
 			return nil, err
 		}
 		if m != nil {
+			refuseImpossible(e, m, env.Logger)
 			r.manifest, r.fromDisk = m, true
 			return r, nil
 		}
@@ -75,11 +77,31 @@ func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chu
 		return nil, err
 	}
 	m.Volume = e.VolumeFolder
-	if err := cache.SaveManifest(e.Key(), m); err != nil {
+	// Saved as listed, before the check, so every later start that loads
+	// it names the refused entries again.
+	if err := cache.SaveManifest(key, m); err != nil {
 		return nil, fmt.Errorf("%s: saving its manifest: %w", e.Name(), err)
 	}
+	refuseImpossible(e, m, env.Logger)
 	r.manifest = m
 	return r, nil
+}
+
+// refuseImpossible drops the files of m that cannot be served as listed
+// (fetch.CheckManifest) and logs each one once, at ERROR: the rest of the
+// entry is served.
+func refuseImpossible(e config.Entry, m *fetch.Manifest, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	for _, err := range fetch.CheckManifest(m) {
+		var ee *fetch.EntryError
+		if errors.As(err, &ee) {
+			log.Error("refusing a listed file; the entry's other files are served", "entry", e.Name(), "file", ee.Path, "reason", ee.Reason)
+			continue
+		}
+		log.Error("refusing a listed file; the entry's other files are served", "entry", e.Name(), "err", err)
+	}
 }
 
 // resolveConfig is the common start of commands that only need manifests
