@@ -55,10 +55,15 @@ type s3Origin struct {
 	keys map[string]bool // GUARDED_BY(mu); access key IDs seen in Authorization
 }
 
-func newS3Origin(t *testing.T) *s3Origin {
+// wrap, if given, goes in front of gofakes3 (inside the counting), e.g. a
+// faultproxy.Proxy's Wrap.
+func newS3Origin(t *testing.T, wrap ...func(http.Handler) http.Handler) *s3Origin {
 	t.Helper()
 	o := &s3Origin{backend: s3mem.New(), keys: map[string]bool{}}
 	h := gofakes3.New(o.backend, gofakes3.WithLogger(gofakes3.DiscardLog())).Server()
+	for _, w := range wrap {
+		h = w(h)
+	}
 	o.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			if r.URL.Query().Has("list-type") {
@@ -145,7 +150,8 @@ type gcsOrigin struct {
 	lists  atomic.Int64 // objects.list requests
 }
 
-func newGCSOrigin(t *testing.T) *gcsOrigin {
+// wrap, if given, goes in front of fake-gcs-server (inside the counting).
+func newGCSOrigin(t *testing.T, wrap ...func(http.Handler) http.Handler) *gcsOrigin {
 	t.Helper()
 	server, err := fakestorage.NewServerWithOptions(fakestorage.Options{NoListener: true, Scheme: "http", PublicHost: "127.0.0.1"})
 	if err != nil {
@@ -154,6 +160,9 @@ func newGCSOrigin(t *testing.T) *gcsOrigin {
 	t.Cleanup(server.Stop)
 	o := &gcsOrigin{server: server}
 	h := server.HTTPHandler()
+	for _, w := range wrap {
+		h = w(h)
+	}
 	o.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet {
 			switch {
