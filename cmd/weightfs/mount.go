@@ -53,6 +53,7 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	logWarnings(log, entries)
+	warnExposedCredentials(log, entries, sourceEnv(c, log))
 	ctl, err := startControl(c, log, entries)
 	if err != nil {
 		return err

@@ -92,6 +92,29 @@ func (s Secrets) HFToken(name string) (token, from string, err error) {
 	return "", "", nil
 }
 
+// ReadableByOthers reports whether the file at path (links followed) may be
+// read by users other than its owner: a group or other read bit is set. It
+// returns the file's permission bits for the message; a file that does not
+// exist or cannot be looked at is not reported (reading it will say why).
+// It never opens the file.
+func ReadableByOthers(path string) (fs.FileMode, bool) {
+	info, err := os.Stat(path)
+	if err != nil || !info.Mode().IsRegular() {
+		return 0, false
+	}
+	perm := info.Mode().Perm()
+	return perm, perm&0o044 != 0
+}
+
+// SecretPath is the file Lookup reads for the secret called name ("" is
+// the default name).
+func (s Secrets) SecretPath(name string) string {
+	if name == "" {
+		name = DefaultSecretName
+	}
+	return filepath.Join(s.dir(), name)
+}
+
 // Redacted replaces a secret in text.
 const Redacted = "[REDACTED]"
 

@@ -145,3 +145,40 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestReadableByOthers(t *testing.T) {
+	dir := t.TempDir()
+	cases := []struct {
+		mode os.FileMode
+		want bool
+	}{{0o600, false}, {0o400, false}, {0o700, false}, {0o640, true}, {0o604, true}, {0o644, true}, {0o444, true}}
+	for _, tc := range cases {
+		p := filepath.Join(dir, tc.mode.String())
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		perm, got := ReadableByOthers(p)
+		if got != tc.want || perm != tc.mode {
+			t.Errorf("mode %04o: (%04o, %v), want (%04o, %v)", tc.mode, perm, got, tc.mode, tc.want)
+		}
+	}
+	// A link is judged by its target (Kubernetes secret files are links).
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, os.FileMode(0o644).String()), link); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ReadableByOthers(link); !ok {
+		t.Error("a link to a 0644 file is not reported")
+	}
+	for _, p := range []string{filepath.Join(dir, "missing"), dir} {
+		if _, ok := ReadableByOthers(p); ok {
+			t.Errorf("%s reported", p)
+		}
+	}
+	if got := (Secrets{Dir: "/s"}).SecretPath(""); got != "/s/hf_access_token" {
+		t.Errorf("SecretPath(\"\") = %s", got)
+	}
+}
