@@ -114,6 +114,7 @@ func resolveConfig(c *cli.Context, log *slog.Logger) (rs []*resolved, ctx contex
 		return nil, nil, nil, err
 	}
 	logWarnings(log, entries)
+	warnExposedCredentials(log, entries, sourceEnv(c, log))
 	cache, err := chunkcache.Open(chunkcache.Options{Dir: c.String("cache-dir"), MemoryBytes: -1, Logger: log})
 	if err != nil {
 		return nil, nil, nil, err
