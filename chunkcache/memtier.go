@@ -24,6 +24,9 @@ func newMemTier(budget int64) (*memTier, error) {
 		NumCounters: max(items*10, 1000),
 		MaxCost:     budget,
 		BufferItems: 64,
+		// Nothing here has a TTL; ristretto's expiry sweep would otherwise
+		// wake every 2.5 s for the life of an idle daemon.
+		TtlTickerDurationInSec: 1 << 20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("memory tier: %w", err)

@@ -49,9 +49,7 @@ func (c *Cache) StartPrefetch(ctx context.Context, objs []*Object) *Prefetcher {
 		p.total += o.file.Size
 	}
 	ch := make(chan job)
-	c.sched.planMu.Lock()
-	c.sched.planCh = ch
-	c.sched.planMu.Unlock()
+	c.sched.setPlan(ch)
 	go p.produce(ctx, ch)
 	go c.sched.adapt(ctx)
 	return p
@@ -242,7 +240,9 @@ func (p *Prefetcher) hasIndex(ctx context.Context, d string, shards []*Object) b
 func (s *sched) adapt(ctx context.Context) {
 	maxW := int32(s.c.opts.MaxWorkers)
 	minW := max(maxW/4, 1)
-	s.target.Store(max(maxW/2, minW))
+	s.setTarget(max(maxW/2, minW))
+	// The ticker runs only while the plan does: once every plan job is
+	// taken there is nothing left to tune.
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	last := s.c.fetchedBytes.Load()
@@ -256,6 +256,10 @@ func (s *sched) adapt(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if s.plan() == nil {
+			s.setTarget(maxW)
+			return
+		}
 		now := s.c.fetchedBytes.Load()
 		rate := float64(now - last)
 		last = now
@@ -264,10 +268,10 @@ func (s *sched) adapt(ctx context.Context) {
 		case rate == 0:
 			// Idle (done, paused or offline): nothing to learn.
 		case grew && rate < lastRate*0.9 && cur > minW:
-			s.target.Store(cur - 1)
+			s.setTarget(cur - 1)
 			grew = false
 		case rate >= lastRate*1.05 && cur < maxW:
-			s.target.Store(min(cur+2, maxW))
+			s.setTarget(min(cur+2, maxW))
 			grew = true
 		default:
 			grew = false

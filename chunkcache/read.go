@@ -183,7 +183,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		o.dataMu.RUnlock()
 		if demand {
 			o.c.opts.Events.Miss()
-			o.c.sched.waiting.Add(1)
+			o.c.sched.readerWaits()
 		}
 		start := time.Now()
 		// A background fetch (n == 0) waits until the chunk is stored, so
@@ -207,7 +207,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			err = fmt.Errorf("%s %s: waiting for chunk %d: %w", o.origin, o.file.Path, idx, err)
 		}
 		if demand {
-			o.c.sched.waiting.Add(-1)
+			o.c.sched.readerDone()
 			o.c.opts.Events.Waited(time.Since(start))
 		}
 		if early {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-	"time"
 )
 
 // job asks for one chunk of one object.
@@ -17,6 +16,11 @@ type job struct {
 // before the whole-model prefetch plan. Demand reads are never queued here:
 // they fetch at once, and while any reader waits on the network no new plan
 // job starts, so prefetch never competes with a reader for the link.
+//
+// Workers sleep in a select on the queues and on gate, a channel closed
+// whenever what they may take changes (a reader starts or stops waiting,
+// the plan starts, the adaptive target moves): an idle daemon has no timer
+// armed and no counter polled.
 type sched struct {
 	c        *Cache
 	urgentCh chan job
@@ -28,8 +32,11 @@ type sched struct {
 	planMu sync.Mutex
 	planCh chan job // GUARDED_BY(planMu); nil until a prefetch starts
 
-	target  atomic.Int32 // plan workers allowed now (adaptive)
-	waiting atomic.Int32 // readers blocked on the network right now
+	target  atomic.Int32 // plan workers allowed now (adaptive); change it with setTarget
+	waiting atomic.Int32 // readers blocked on the network right now; see readerWaits
+
+	gateMu sync.Mutex
+	gate   chan struct{} // GUARDED_BY(gateMu); closed and replaced by changed
 
 	hintMu  sync.Mutex
 	hintObj *Object // GUARDED_BY(hintMu): where demand went last
@@ -37,7 +44,7 @@ type sched struct {
 }
 
 func newSched(c *Cache) *sched {
-	s := &sched{c: c, urgentCh: make(chan job, 4096), quit: make(chan struct{})}
+	s := &sched{c: c, urgentCh: make(chan job, 4096), quit: make(chan struct{}), gate: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.target.Store(int32(c.opts.MaxWorkers))
 	for i := 0; i < c.opts.MaxWorkers; i++ {
@@ -83,10 +90,50 @@ func (s *sched) plan() chan job {
 	return s.planCh
 }
 
+// setPlan installs (or, with nil, retires) the prefetch plan.
+func (s *sched) setPlan(ch chan job) {
+	s.planMu.Lock()
+	s.planCh = ch
+	s.planMu.Unlock()
+	s.changed()
+}
+
+// changed wakes every worker to look again at what it may take.
+func (s *sched) changed() {
+	s.gateMu.Lock()
+	close(s.gate)
+	s.gate = make(chan struct{})
+	s.gateMu.Unlock()
+}
+
+func (s *sched) gateCh() chan struct{} {
+	s.gateMu.Lock()
+	defer s.gateMu.Unlock()
+	return s.gate
+}
+
+// readerWaits and readerDone bracket a reader blocked on the network: the
+// plan pauses while any is, so prefetch never competes with it.
+func (s *sched) readerWaits() {
+	if s.waiting.Add(1) == 1 {
+		s.changed()
+	}
+}
+
+func (s *sched) readerDone() {
+	if s.waiting.Add(-1) == 0 {
+		s.changed()
+	}
+}
+
+func (s *sched) setTarget(n int32) {
+	if s.target.Swap(n) != n {
+		s.changed()
+	}
+}
+
 func (s *sched) worker(id int32) {
 	defer s.wg.Done()
-	idle := time.NewTimer(time.Hour)
-	defer idle.Stop()
 	for {
 		select {
 		case j := <-s.urgentCh:
@@ -96,18 +143,12 @@ func (s *sched) worker(id int32) {
 			return
 		default:
 		}
-		plan := s.plan()
-		if plan == nil || id >= s.target.Load() || s.waiting.Load() > 0 {
-			// Only readahead for this worker now; look again soon.
-			idle.Reset(5 * time.Millisecond)
-			select {
-			case j := <-s.urgentCh:
-				s.run(j)
-			case <-idle.C:
-			case <-s.quit:
-				return
-			}
-			continue
+		// The gate is taken before the conditions are read, so a change
+		// made after the read closes this very channel.
+		gate := s.gateCh()
+		var plan chan job // nil (never ready) unless this worker may take plan jobs now
+		if p := s.plan(); p != nil && id < s.target.Load() && s.waiting.Load() == 0 {
+			plan = p
 		}
 		select {
 		case j := <-s.urgentCh:
@@ -120,11 +161,16 @@ func (s *sched) worker(id int32) {
 				s.run(j)
 			} else {
 				s.planMu.Lock()
-				if s.planCh == plan {
+				retired := s.planCh == plan
+				if retired {
 					s.planCh = nil
 				}
 				s.planMu.Unlock()
+				if retired {
+					s.changed()
+				}
 			}
+		case <-gate:
 		case <-s.quit:
 			return
 		}
