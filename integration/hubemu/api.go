@@ -33,7 +33,14 @@ func (s *Server) serveHub(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusMethodNotAllowed, "", "method not allowed")
 			return
 		}
+		if !s.stallListing(r) {
+			return
+		}
 		s.serveAPI(w, r, segs[2:])
+	case s.opts.CDNOnHub && len(segs) == 4 && segs[0] == "repos" && segs[2] != "resolve":
+		// A signed URL on the Hub's host; /{org}/{name}/resolve/... has
+		// "resolve" where a CDN path has the hash's second byte.
+		s.serveCDN(w, r)
 	case len(segs) >= 4 && segs[2] == "resolve":
 		s.contentReqs.Add(1)
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {

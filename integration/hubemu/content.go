@@ -70,20 +70,21 @@ func (s *Server) signURL(id string, f *file) string {
 }
 
 func (s *Server) sign(sha, id, p string, exp, seq int64) string {
-	m := hmac.New(sha256.New, s.secret)
+	m := hmac.New(sha256.New, *s.secret.Load())
 	fmt.Fprintf(m, "%s\n%s\n%s\n%d\n%d", sha, id, p, exp, seq)
 	return hex.EncodeToString(m.Sum(nil))
 }
 
 // serveCDN answers GET|HEAD on a pre-signed URL. Like S3, it refuses a
-// request that also carries an Authorization header.
+// request that also carries an Authorization header, unless it is served on
+// the Hub's host (CDNOnHub), where clients rightly send the token.
 func (s *Server) serveCDN(w http.ResponseWriter, r *http.Request) {
 	s.contentReqs.Add(1)
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		writeError(w, http.StatusMethodNotAllowed, "", "method not allowed")
 		return
 	}
-	if r.Header.Get("Authorization") != "" {
+	if r.Header.Get("Authorization") != "" && !s.opts.CDNOnHub {
 		writeError(w, http.StatusBadRequest, "", "InvalidArgument: Only one auth mechanism allowed; the URL is pre-signed, do not send an Authorization header")
 		return
 	}
@@ -103,7 +104,7 @@ func (s *Server) serveCDN(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if time.Now().UnixMilli() >= exp || seq <= s.cdnCutoff.Load() {
-		writeError(w, http.StatusForbidden, "", "AccessDenied: Request has expired")
+		writeError(w, s.opts.ExpiredStatus, "", "AccessDenied: Request has expired")
 		return
 	}
 	var f *file

@@ -15,7 +15,6 @@
 package hubemu
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -42,6 +41,16 @@ type Options struct {
 	HubAddr string // listen address of the Hub (default "127.0.0.1:0")
 	CDNAddr string // listen address of the CDN (default "127.0.0.1:0"); URLs name it "localhost"
 
+	// CDNOnHub serves the signed URLs on the Hub's own host and port, as a
+	// mirror or proxy set with HF_ENDPOINT does (default false: the CDN is
+	// another host, as on huggingface.co). The CDN then accepts the
+	// Authorization header, since a client rightly sends it to the Hub host.
+	CDNOnHub bool
+	// ExpiredStatus answers a signed URL past its expiry or cut off by
+	// ExpireCDNURLs (default 403, as S3 and CloudFront answer; some CDNs
+	// answer 410 Gone). A bad signature (after Rekey) is always 403.
+	ExpiredStatus int
+
 	Logf func(format string, args ...any) // optional: one line per request
 
 	// Wrap, if set, is put in front of each listener's handler (the Hub's
@@ -58,7 +67,7 @@ type Server struct {
 	cdnBase string // "http://localhost:PORT"
 	hub     *http.Server
 	cdn     *http.Server
-	secret  []byte // signs CDN URLs
+	secret  atomic.Pointer[[]byte] // signs CDN URLs; Rekey replaces it
 	hashes  hashCache
 
 	mu     sync.RWMutex
@@ -71,6 +80,9 @@ type Server struct {
 	rateLimit   atomic.Int64 // requests still to answer 429
 	cdnSeq      atomic.Int64 // sequence number of the last CDN URL issued
 	cdnCutoff   atomic.Int64 // CDN URLs with seq <= cutoff are expired
+	outage      atomic.Bool  // every request answers 503 (SetUnavailable)
+	stallAPI    atomic.Int64 // API requests still to stall (StallListingNext)
+	stallFor    atomic.Int64 // how long each of them stalls, ns
 
 	aggregate *bucket // nil when unlimited
 }
@@ -105,13 +117,15 @@ func New(opts Options) (*Server, error) {
 	if opts.CDNAddr == "" {
 		opts.CDNAddr = "127.0.0.1:0"
 	}
+	if opts.ExpiredStatus == 0 {
+		opts.ExpiredStatus = http.StatusForbidden
+	}
 	s := &Server{
 		opts:   opts,
-		secret: make([]byte, 32),
 		repos:  map[string]*repo{},
 		faults: map[faultKey]*faultRun{},
 	}
-	rand.Read(s.secret)
+	s.Rekey()
 	if opts.AggregateBytesPerSec > 0 {
 		s.aggregate = newBucket(opts.AggregateBytesPerSec)
 	}
@@ -128,6 +142,9 @@ func New(opts Options) (*Server, error) {
 	// A different host name than the Hub's, so a client that keeps the
 	// Authorization header across the redirect is caught by the CDN's 400.
 	s.cdnBase = "http://localhost:" + strconv.Itoa(cdnLn.Addr().(*net.TCPAddr).Port)
+	if opts.CDNOnHub {
+		s.cdnBase = s.hubURL
+	}
 	hubH, cdnH := s.wrap("hub", s.serveHub), s.wrap("cdn", s.serveCDN)
 	if opts.Wrap != nil {
 		hubH, cdnH = opts.Wrap(hubH), opts.Wrap(cdnH)
@@ -142,7 +159,8 @@ func New(opts Options) (*Server, error) {
 // URL is the Hub endpoint, to use as HF_ENDPOINT.
 func (s *Server) URL() string { return s.hubURL }
 
-// CDNURL is the base of the CDN's URLs ("http://localhost:PORT").
+// CDNURL is the base of the CDN's URLs ("http://localhost:PORT"; the Hub's
+// URL with CDNOnHub).
 func (s *Server) CDNURL() string { return s.cdnBase }
 
 // Close stops both listeners and drops open connections; handlers in flight
@@ -298,7 +316,10 @@ func (s *Server) wrap(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		sw := &statusWriter{ResponseWriter: w}
 		start := time.Now()
-		if s.takeRateLimit() {
+		if s.outage.Load() {
+			s.countRequest(name, r)
+			writeError(sw, http.StatusServiceUnavailable, "", "Service Unavailable (injected outage)")
+		} else if s.takeRateLimit() {
 			s.countRequest(name, r)
 			sw.Header().Set("Retry-After", "1")
 			writeError(sw, http.StatusTooManyRequests, "", "You are rate limited, retry later")
