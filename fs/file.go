@@ -35,7 +35,8 @@ var _ = (gofs.NodeSetattrer)((*fileNode)(nil))
 var _ = (gofs.NodeOpener)((*fileNode)(nil))
 var _ = (gofs.NodeReader)((*fileNode)(nil))
 
-func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer n.cfg.recovered("getattr", n.vol, n.file.Path, &errno)
 	a := &out.Attr
 	a.Mode = fileMode
 	a.Nlink = 1
@@ -49,6 +50,13 @@ func (n *fileNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.At
 // Setattr refuses every change: the tree is immutable.
 func (n *fileNode) Setattr(ctx context.Context, fh gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	return syscall.EROFS
+}
+
+// openContent is contentLocked under n.mu, released even if Open panics.
+func (n *fileNode) openContent() (Content, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.contentLocked()
 }
 
 func (n *fileNode) contentLocked() (Content, error) {
@@ -74,7 +82,8 @@ func (n *fileNode) contentLocked() (Content, error) {
 // (passthrough), so its reads and mmaps bypass the daemon, unless the
 // inode already has daemon-served handles open: the kernel refuses to mix
 // cached and passthrough I/O modes on one inode.
-func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+func (n *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _ uint32, errno syscall.Errno) {
+	defer n.cfg.recovered("open", n.vol, n.file.Path, &errno)
 	if flags&(syscall.O_WRONLY|syscall.O_RDWR|syscall.O_TRUNC|syscall.O_APPEND|syscall.O_CREAT) != 0 {
 		return nil, 0, syscall.EROFS
 	}
@@ -111,6 +120,8 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 			n.cfg.onRead(time.Since(start), err)
 		}(time.Now())
 	}
+	// Deferred after onRead, so it runs first and onRead sees the EIO.
+	defer n.cfg.recovered("read", n.vol, n.file.Path, &errno)
 	if h, ok := fh.(*handle); ok && h.backing != nil {
 		// The kernel normally reads the backing file itself; this path
 		// is only taken where it declined passthrough.
@@ -119,9 +130,7 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		}
 		return fuse.ReadResultFd(h.backing.Fd(), off, len(dest)), 0
 	}
-	n.mu.Lock()
-	c, err := n.contentLocked()
-	n.mu.Unlock()
+	c, err := n.openContent()
 	if err != nil {
 		return nil, syscall.EIO
 	}
@@ -133,7 +142,7 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		return nil, syscall.EIO
 	}
 	if sec == nil {
-		return &dataResult{data: data, done: done}, 0
+		return &dataResult{data: data, done: done, cfg: n.cfg, vol: n.vol, path: n.file.Path}, 0
 	}
 	if f, base, size := sec.Outer(); size <= int64(len(dest)) {
 		if f, ok := f.(*os.File); ok {
@@ -156,6 +165,10 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 type dataResult struct {
 	data []byte
 	done func() // when set, called once the reply is out: data is lent
+
+	// For the log, should done panic.
+	cfg       *config
+	vol, path string
 }
 
 func (r *dataResult) Size() int                          { return len(r.data) }
@@ -163,6 +176,13 @@ func (r *dataResult) Bytes([]byte) ([]byte, fuse.Status) { return r.data, fuse.O
 func (r *dataResult) Slices() ([][]byte, fuse.Status)    { return [][]byte{r.data}, fuse.OK }
 func (r *dataResult) Done() {
 	if r.done != nil {
+		// Called by go-fuse after the reply, outside any handler's
+		// recover: a panic here would end the process.
+		defer func() {
+			if p := recover(); p != nil {
+				r.cfg.logPanic("read done", r.vol, r.path, p)
+			}
+		}()
 		r.done()
 	}
 }
@@ -180,14 +200,16 @@ type handle struct {
 var _ = (gofs.FilePassthroughFder)((*handle)(nil))
 var _ = (gofs.FileReleaser)((*handle)(nil))
 
-func (h *handle) PassthroughFd() (int, bool) {
+func (h *handle) PassthroughFd() (fd int, ok bool) {
+	defer h.node.cfg.recovered("passthrough", h.node.vol, h.node.file.Path, nil)
 	if h.backing == nil {
 		return 0, false
 	}
 	return int(h.backing.Fd()), true
 }
 
-func (h *handle) Release(ctx context.Context) syscall.Errno {
+func (h *handle) Release(ctx context.Context) (errno syscall.Errno) {
+	defer h.node.cfg.recovered("release", h.node.vol, h.node.file.Path, &errno)
 	if h.backing != nil {
 		h.backing.Close()
 		return 0
@@ -207,6 +229,8 @@ type config struct {
 
 	mu       sync.Mutex
 	lastWarn time.Time // GUARDED_BY(mu); rate-limits read failure logs
+
+	panics panicLog // which handler panics were logged (recover.go)
 }
 
 // readFailed logs a failed read, at most a few lines a second, because a

@@ -82,6 +82,9 @@ func Mount(mountpoint string, vols []Volume, opener Opener, o Options) (*fuse.Se
 			// go-fuse's own complaints (e.g. a failed splice, then
 			// retried as a copy) are per request: debug level only.
 			Logger: slog.NewLogLogger(o.Logger.Handler(), slog.LevelDebug),
+			// A panic in go-fuse's own handlers (ours recover themselves):
+			// EIO and one ERROR line, not a stack at debug level.
+			PanicHandler: r.cfg.panicHandler,
 		},
 	}
 	if splice.MaxPipeSize() < maxRequest+2*os.Getpagesize() {
@@ -110,7 +113,12 @@ func mountHint(err error) string {
 // by a killed daemon: its stat fails with ENOTCONN ("transport endpoint is
 // not connected") until it is unmounted.
 func prepareMountpoint(mp string, log *slog.Logger) error {
-	_, err := os.Stat(mp)
+	fi, err := os.Stat(mp)
+	if err == nil && !fi.IsDir() {
+		// The kernel would mount over a file too, and leave a mount no
+		// reader can use (every lookup under it fails).
+		return fmt.Errorf("mountpoint %s is a %s, not a directory: pass a directory as --mountpoint (a missing one is created)", mp, fileKind(fi.Mode()))
+	}
 	if err == nil {
 		if mounted, _ := isWeightfsMount(mp); mounted {
 			// The kernel may answer stat from cached attributes even when
@@ -138,6 +146,20 @@ func prepareMountpoint(mp string, log *slog.Logger) error {
 		return fmt.Errorf("mountpoint %s: %w", mp, err)
 	}
 	return nil
+}
+
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return "regular file"
+	case m&os.ModeDevice != 0:
+		return "device"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	}
+	return "non-directory file"
 }
 
 func isStale(err error) bool {

@@ -7,6 +7,7 @@ package fs
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"path"
 	"sort"
@@ -66,42 +67,64 @@ var _ = (gofs.NodeGetattrer)((*root)(nil))
 var _ = (gofs.NodeStatfser)((*root)(nil))
 
 // OnAdd builds the whole tree from the manifests. Persistent inodes keep
-// it alive for the mount's lifetime, so lookups never call out.
+// it alive for the mount's lifetime, so lookups never call out. Manifests
+// come checked (fetch.CheckManifest); a file the tree still cannot hold is
+// left out with an ERROR line rather than hidden or fatal.
 func (r *root) OnAdd(ctx context.Context) {
 	for _, v := range r.vols {
 		mt := v.Manifest.Resolved
-		vdir := r.NewPersistentInode(ctx, &dirNode{mtime: mt}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+		vdir := r.NewPersistentInode(ctx, &dirNode{mtime: mt, cfg: r.cfg}, gofs.StableAttr{Mode: syscall.S_IFDIR})
 		r.AddChild(v.Name, vdir, false)
 		files := append([]fetch.File(nil), v.Manifest.Files...)
 		sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 		for _, f := range files {
-			dir, base := path.Split(f.Path)
-			parent := vdir
-			for _, seg := range strings.Split(strings.Trim(dir, "/"), "/") {
-				if seg == "" {
-					continue
-				}
-				child := parent.GetChild(seg)
-				if child == nil {
-					child = r.NewPersistentInode(ctx, &dirNode{mtime: mt}, gofs.StableAttr{Mode: syscall.S_IFDIR})
-					parent.AddChild(seg, child, false)
-				}
-				parent = child
+			if reason := r.addFile(ctx, vdir, v.Name, mt, f); reason != "" {
+				r.cfg.log.Error("file left out of the mount", "volume", v.Name, "file", f.Path, "reason", reason)
 			}
-			fn := &fileNode{vol: v.Name, file: f, mtime: mt, opener: r.opener, cfg: r.cfg}
-			parent.AddChild(base, r.NewPersistentInode(ctx, fn, gofs.StableAttr{Mode: syscall.S_IFREG}), false)
 		}
 	}
 }
 
-func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+// addFile puts f under vdir, and says why not when it cannot.
+func (r *root) addFile(ctx context.Context, vdir *gofs.Inode, vol string, mt time.Time, f fetch.File) (reason string) {
+	defer func() {
+		if p := recover(); p != nil {
+			r.cfg.logPanic("mount", vol, f.Path, p)
+			reason = "building its node panicked"
+		}
+	}()
+	dir, base := path.Split(f.Path)
+	parent := vdir
+	for _, seg := range strings.Split(strings.Trim(dir, "/"), "/") {
+		if seg == "" {
+			continue
+		}
+		child := parent.GetChild(seg)
+		if child == nil {
+			child = r.NewPersistentInode(ctx, &dirNode{mtime: mt, cfg: r.cfg}, gofs.StableAttr{Mode: syscall.S_IFDIR})
+			parent.AddChild(seg, child, false)
+		} else if !child.IsDir() {
+			return fmt.Sprintf("%q is a file, so it cannot be a directory too", seg)
+		}
+		parent = child
+	}
+	fn := &fileNode{vol: vol, file: f, mtime: mt, opener: r.opener, cfg: r.cfg}
+	if !parent.AddChild(base, r.NewPersistentInode(ctx, fn, gofs.StableAttr{Mode: syscall.S_IFREG}), false) {
+		return "its name is taken by another listed entry"
+	}
+	return ""
+}
+
+func (r *root) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer r.cfg.recovered("getattr", "", "", &errno)
 	setDirAttr(&out.Attr, r.mtime)
 	return 0
 }
 
 // Statfs reports the model's total size as the used space, so `df` on the
 // mount says how big the model is.
-func (r *root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+func (r *root) Statfs(ctx context.Context, out *fuse.StatfsOut) (errno syscall.Errno) {
+	defer r.cfg.recovered("statfs", "", "", &errno)
 	var total, files uint64
 	for _, v := range r.vols {
 		total += uint64(v.Manifest.TotalSize())
@@ -120,11 +143,13 @@ func (r *root) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 type dirNode struct {
 	gofs.Inode
 	mtime time.Time
+	cfg   *config
 }
 
 var _ = (gofs.NodeGetattrer)((*dirNode)(nil))
 
-func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+func (d *dirNode) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) (errno syscall.Errno) {
+	defer d.cfg.recovered("getattr", "", "", &errno)
 	setDirAttr(&out.Attr, d.mtime)
 	return 0
 }
