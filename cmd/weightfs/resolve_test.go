@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"math"
 	"os"
@@ -147,7 +148,8 @@ func TestResolveOneDoesNotShareManifestsAcrossHubs(t *testing.T) {
 		}
 		defer h.Close()
 		h.AddRepo(hubemu.Repo{ID: "acme/m", Dir: dir, Commit: commit})
-		r, err := resolveOne(context.Background(), e, testEnv(nil, map[string]string{"HF_ENDPOINT": h.URL()}), cache, false)
+		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+		r, err := resolveOne(context.Background(), e, testEnv(quiet, map[string]string{"HF_ENDPOINT": h.URL()}), cache, false)
 		if err != nil {
 			t.Fatal(err)
 		}

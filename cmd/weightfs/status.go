@@ -48,7 +48,7 @@ func printStatus(w io.Writer, st *control.Status) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "VOLUME\tREPO\tFILES\tDONE\tFAILED\tCACHED\tTOTAL\tPERCENT\tRATE\tETA")
 	for _, v := range st.Volumes {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%.1f%%\t%s\t%s\n", v.Folder, repoAt(v), v.Files, v.DoneFiles, v.FailedFiles,
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%.1f%%\t%s\t%s\n", fetch.QuoteName(v.Folder), fetch.EscapeControl(repoAt(v)), v.Files, v.DoneFiles, v.FailedFiles,
 			humanBytes(v.CachedBytes), humanBytes(v.TotalBytes), v.Percent, rateString(v.Rate), etaString(v.ETASeconds))
 	}
 	if len(st.Volumes) > 1 {
