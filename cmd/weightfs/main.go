@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
 	"github.com/weightfs/weightfs/fetch/sources"
 )
@@ -27,7 +28,9 @@ func main() {
 	err := newApp().Run(os.Args)
 	logOut.flush()
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "weightfs: %v\n", err)
+		// Errors may embed remote names: no control character reaches
+		// the terminal raw (newlines between joined errors stay).
+		fmt.Fprintf(os.Stderr, "weightfs: %s\n", fetch.EscapeControl(err.Error()))
 		var ec cli.ExitCoder
 		if errors.As(err, &ec) && ec.ExitCode() != 0 {
 			os.Exit(ec.ExitCode())
