@@ -63,7 +63,13 @@ type Options struct {
 	// Checkers bounds how many files already on disk are hashed at once
 	// when no ledger vouches for them; default GOMAXPROCS.
 	Checkers int
-	Logger   *slog.Logger // default: discard
+	// Drain is how long the ranges in flight when ctx ends may go on, so
+	// that the bytes they are receiving are written and recorded rather
+	// than fetched again by the next run (with 64 ranges of 8 MiB, that is
+	// up to 512 MiB). No new range starts once ctx ended. Default 5s, under
+	// the 10 s that `docker stop` allows before SIGKILL; negative: none.
+	Drain  time.Duration
+	Logger *slog.Logger // default: discard
 }
 
 // DefaultRetry is the per-range policy when Options.Retry is zero.
@@ -118,6 +124,7 @@ type Downloader struct {
 	start   time.Time
 
 	doneBytes, fetchedBytes atomic.Int64
+	inFlight                atomic.Int64 // ranged reads under way
 	filesDone, filesFailed  atomic.Int64
 	total                   int64
 
@@ -166,6 +173,9 @@ func New(targets []Target, o Options) (*Downloader, error) {
 	if o.Checkers <= 0 {
 		o.Checkers = runtime.GOMAXPROCS(0)
 	}
+	if o.Drain == 0 {
+		o.Drain = 5 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -199,8 +209,16 @@ func (d *Downloader) Progress() Progress {
 // Run puts every target in place. It returns nil only when every file is in
 // place and verified (or has no checksum to verify); a *FailedError naming
 // the files that are not; or ctx's error when interrupted, with every part
-// file and its sidecar kept for the next run.
+// file and its sidecar kept for the next run (the ranges in flight are let
+// finish for Options.Drain first). While it runs it holds the lock of every
+// ledger root among the targets: a second Run on one root, in this process
+// or another, fails at once with a *BusyError.
 func (d *Downloader) Run(ctx context.Context) error {
+	unlock, err := d.lockRoots()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	parts := d.check(ctx)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -216,15 +234,20 @@ func (d *Downloader) Run(ctx context.Context) error {
 		d.mu.Unlock()
 	})
 	defer stopWake()
+	reads, stopReads := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopReads()
+	workersDone := make(chan struct{})
+	go d.drain(ctx, workersDone, stopReads)
 	var wg sync.WaitGroup
 	for range d.opts.Workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.work(ctx)
+			d.work(ctx, reads)
 		}()
 	}
 	wg.Wait()
+	close(workersDone)
 	d.finishers.Wait()
 	for _, p := range parts {
 		p.waitSaved()
@@ -317,9 +340,35 @@ func (d *Downloader) next(ctx context.Context) (job, bool) {
 	}
 }
 
-// work fetches ranges until none is left. Each worker owns one buffer of
-// ChunkSize bytes: memory stays at Workers × ChunkSize, allocated once.
-func (d *Downloader) work(ctx context.Context) {
+// drain ends the reads in flight: at once when the workers are done, else
+// Options.Drain after ctx ended.
+func (d *Downloader) drain(ctx context.Context, workersDone <-chan struct{}, stopReads func()) {
+	defer stopReads()
+	select {
+	case <-workersDone:
+		return
+	case <-ctx.Done():
+	}
+	if d.opts.Drain <= 0 {
+		return
+	}
+	if n := d.inFlight.Load(); n > 0 {
+		d.log.Info("interrupted: letting the ranges in flight finish, so the next run need not fetch them again",
+			"ranges", n, "at_most", d.opts.Drain)
+	}
+	t := time.NewTimer(d.opts.Drain)
+	defer t.Stop()
+	select {
+	case <-workersDone:
+	case <-t.C:
+	}
+}
+
+// work fetches ranges until none is left or ctx ended; reads is the
+// context of the reads themselves, which outlives ctx by the drain. Each
+// worker owns one buffer of ChunkSize bytes: memory stays at Workers ×
+// ChunkSize, allocated once.
+func (d *Downloader) work(ctx, reads context.Context) {
 	var buf []byte
 	for {
 		j, ok := d.next(ctx)
@@ -338,7 +387,7 @@ func (d *Downloader) work(ctx context.Context) {
 		}
 		if j.i == primeRange {
 			// Errors are left to the ranges, which retry and report them.
-			if err := p.read.ReadRange(ctx, p.t.File, 0, buf[:1]); err != nil && ctx.Err() == nil {
+			if err := p.read.ReadRange(reads, p.t.File, 0, buf[:1]); err != nil && ctx.Err() == nil {
 				d.log.Debug("priming read failed", "file", p.t.label(), "err", err)
 			}
 			d.mu.Lock()
@@ -348,7 +397,9 @@ func (d *Downloader) work(ctx context.Context) {
 			continue
 		}
 		off, n := int64(j.i)*p.chunk, p.rangeLen(j.i)
-		err := p.read.ReadRange(ctx, p.t.File, off, buf[:n])
+		d.inFlight.Add(1)
+		err := p.read.ReadRange(reads, p.t.File, off, buf[:n])
+		d.inFlight.Add(-1)
 		if err == nil {
 			if _, err = p.f.WriteAt(buf[:n], off); err != nil {
 				err = fmt.Errorf("writing %s: %w", p.path, err)

@@ -347,7 +347,7 @@ func TestInterruptKeepsPartsForTheNextRun(t *testing.T) {
 	for i := range ts {
 		ts[i].Reader = slow
 	}
-	d, err := New(ts, Options{Workers: 1, ChunkSize: testChunk})
+	d, err := New(ts, Options{Workers: 1, ChunkSize: testChunk, Drain: 100 * time.Millisecond}) // its reads block past the interrupt
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/atomicfile"
 )
 
 // LedgerDir is the folder, under a destination root, that holds weightfs's
@@ -135,7 +136,9 @@ func (l *Ledger) save() error {
 		if merr != nil {
 			err = merr
 		} else {
-			err = writeFileAtomic(l.path, b)
+			// Durable: a ledger a power loss emptied would cost a hash of
+			// every file on the next run. It is written once per file.
+			err = saveRecord(l.path, b, true)
 		}
 		l.mu.Lock()
 	}
@@ -145,21 +148,17 @@ func (l *Ledger) save() error {
 	return err
 }
 
-// writeFileAtomic replaces path with b: write a temporary beside it, rename.
-// No fsync: these records are caches that a crash may lose without harm.
-func writeFileAtomic(path string, b []byte) error {
+// saveRecord replaces path (a record under a destination) with b, in
+// place atomically; durable makes it survive a power loss too (see
+// atomicfile.Write). Records are 0644 like the files they describe.
+func saveRecord(path string, b []byte, durable bool) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
+	if durable {
+		return atomicfile.Write(path, b, 0o644)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.WriteNoSync(path, b, 0o644)
 }
 
 // removeIfExists removes path, ignoring "does not exist".

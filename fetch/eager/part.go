@@ -212,7 +212,11 @@ func (p *part) saveSidecar() {
 		r.Done = base64.StdEncoding.EncodeToString(p.done)
 		p.mu.Unlock()
 		b, _ := json.Marshal(r)
-		writeFileAtomic(p.sidecar(), b) // best effort: losing it costs a refetch
+		// Not fsynced: it is rewritten per range, and the part's bytes it
+		// vouches for are not synced either until the part is committed; a
+		// power loss is caught by the checksum. Best effort: losing it
+		// costs a refetch.
+		saveRecord(p.sidecar(), b, false)
 		p.mu.Lock()
 	}
 	p.saving = false
