@@ -18,7 +18,7 @@ import (
 // *fetch.StatusError (errors.As) when an HTTP status caused it.
 var (
 	ErrRepoNotFound     = errors.New("repo not found")         // X-Error-Code RepoNotFound (401/404); permanent
-	ErrRevisionNotFound = errors.New("revision not found")     // RevisionNotFound; permanent
+	ErrRevisionNotFound = errors.New("revision not found")     // RevisionNotFound; permanent (for a read at a pinned commit that is gone, also fetch.ErrChanged)
 	ErrGated            = errors.New("gated repo")             // GatedRepo; permanent
 	ErrEntryNotFound    = errors.New("file not found in repo") // EntryNotFound; permanent
 	ErrAccessDenied     = errors.New("access denied")          // 401/403 without a Hub error code; permanent
@@ -77,6 +77,13 @@ func (s *Source) statusError(resp *http.Response, ri reqInfo) error {
 		return fetch.Permanent(newErr(ErrRepoNotFound, st,
 			"repo %s not found on %s (or it is private and %s): check repo_id, or set the %s secret",
 			s.repo, s.endpoint, s.tokenClause(), s.secret))
+	case code == "RevisionNotFound" && ri.path != "" && ri.commit != "" && !strings.EqualFold(ri.commit, s.rev):
+		// A read of a file at the commit the branch was pinned to when the
+		// repo was listed (maybe days ago, maybe from another endpoint):
+		// the branch is fine, the pinned commit is what is gone.
+		return fetch.Permanent(fetch.NewClassifiedError([]error{ErrRevisionNotFound, fetch.ErrChanged}, st,
+			"repo %s: commit %s, which revision %s pointed to when the repo was listed, is gone from %s (the branch was force-pushed, or the saved listing came from another endpoint): run again with --refresh to list the repo anew",
+			s.repo, ri.commit, s.rev, s.endpoint))
 	case code == "RevisionNotFound":
 		return fetch.Permanent(newErr(ErrRevisionNotFound, st,
 			"revision %s not found in repo %s: check revision", s.rev, s.repo))

@@ -67,7 +67,9 @@ type fakeHub struct {
 	calls    map[string]int      // GUARDED_BY(mu); requests per kind
 	auth     map[string][]string // GUARDED_BY(mu); Authorization header per kind
 	rawPaths map[string][]string // GUARDED_BY(mu); escaped request paths per kind
-	sigGen   int                 // GUARDED_BY(mu); CDN URLs of older generations get 403
+	sigGen   int                 // GUARDED_BY(mu); CDN URLs of older generations get expired
+	expired  int                 // GUARDED_BY(mu); status of an expired CDN URL (default 403)
+	cdnOnHub bool                // GUARDED_BY(mu); CDN URLs name the Hub's host, as a mirror's do
 }
 
 func newFakeHub(t *testing.T, files ...fakeFile) *fakeHub {
@@ -119,6 +121,14 @@ func pattern(n int) []byte {
 func (h *fakeHub) setHook(kind string, fn hook) { h.mu.Lock(); h.hooks[kind] = fn; h.mu.Unlock() }
 func (h *fakeHub) expireCDN()                   { h.mu.Lock(); h.sigGen++; h.mu.Unlock() }
 
+// mirror serves the CDN on the Hub's own host, as mirrors and proxies set
+// with HF_ENDPOINT do; expired URLs then answer status (0: 403).
+func (h *fakeHub) mirror(on bool, status int) {
+	h.mu.Lock()
+	h.cdnOnHub, h.expired = on, status
+	h.mu.Unlock()
+}
+
 func (h *fakeHub) count(kind string) int { h.mu.Lock(); defer h.mu.Unlock(); return h.calls[kind] }
 
 func (h *fakeHub) authSeen(kind string) []string {
@@ -154,7 +164,12 @@ func fakeError(w http.ResponseWriter, status int, code string) {
 func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.EscapedPath()
 	api := "/api/models/" + h.repo + "/"
+	h.mu.Lock()
+	onHub := h.cdnOnHub
+	h.mu.Unlock()
 	switch {
+	case onHub && strings.HasPrefix(p, "/blobs/"):
+		h.serveCDN(w, r)
 	case strings.HasPrefix(p, api+"revision/"):
 		if h.record("revision", w, r) {
 			return
@@ -201,11 +216,14 @@ func (h *fakeHub) serveHub(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 			h.mu.Lock()
-			gen := h.sigGen
+			gen, cdn := h.sigGen, h.cdn.URL
+			if h.cdnOnHub {
+				cdn = h.hub.URL
+			}
 			h.mu.Unlock()
 			w.Header().Set("X-Linked-Etag", `"`+f.sha256()+`"`)
 			w.Header().Set("X-Linked-Size", strconv.Itoa(len(f.data)))
-			w.Header().Set("Location", fmt.Sprintf("%s/blobs/%s?gen=%d&%s", h.cdn.URL, f.sha256(), gen, cdnSignature))
+			w.Header().Set("Location", fmt.Sprintf("%s/blobs/%s?gen=%d&%s", cdn, f.sha256(), gen, cdnSignature))
 			w.WriteHeader(http.StatusFound)
 			return
 		}
@@ -255,10 +273,13 @@ func (h *fakeHub) serveCDN(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mu.Lock()
-	gen := h.sigGen
+	gen, expired := h.sigGen, h.expired
 	h.mu.Unlock()
+	if expired == 0 {
+		expired = http.StatusForbidden
+	}
 	if r.URL.Query().Get("gen") != strconv.Itoa(gen) {
-		http.Error(w, "<Error>AccessDenied: Request has expired</Error>", http.StatusForbidden)
+		http.Error(w, "<Error>AccessDenied: Request has expired</Error>", expired)
 		return
 	}
 	sha := strings.TrimPrefix(r.URL.Path, "/blobs/")

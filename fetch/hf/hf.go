@@ -202,6 +202,22 @@ func (s *Source) isHub(u *url.URL) bool {
 	return strings.EqualFold(u.Scheme, s.base.Scheme) && hostPort(u) == hostPort(s.base)
 }
 
+// isResolve reports whether u is a resolve URL on the Hub host
+// ({org}/{name}/resolve/..., or a legacy {name}/resolve/...), whose answers
+// are the Hub's own; a signed URL served on the Hub's host (a mirror's CDN)
+// is not one.
+func (s *Source) isResolve(u *url.URL) bool {
+	if !s.isHub(u) {
+		return false
+	}
+	rest, ok := strings.CutPrefix(u.EscapedPath(), s.base.EscapedPath()+"/")
+	if !ok {
+		return false
+	}
+	segs := strings.Split(rest, "/")
+	return (len(segs) > 3 && segs[2] == "resolve") || (len(segs) > 2 && segs[1] == "resolve")
+}
+
 func hostPort(u *url.URL) string {
 	port := u.Port()
 	if port == "" {
@@ -213,8 +229,9 @@ func hostPort(u *url.URL) string {
 // get issues GET u and follows redirects itself (at most maxRedirects), so
 // that the token goes only to Hub-host hops and the caller sees the final
 // URL in resp.Request.URL. With follow false it returns the first answer.
-// leaving, if not nil, is told each redirect that leaves the Hub host,
-// before it is followed.
+// leaving, if not nil, is told each redirect from a resolve URL to a URL
+// that is not one (a signed CDN URL, on another host or, for a mirror, on
+// the Hub's own), before it is followed.
 func (s *Source) get(ctx context.Context, u *url.URL, rangeHdr, op string, follow bool, leaving func(*url.URL)) (*http.Response, error) {
 	for hop := 0; ; hop++ {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
@@ -247,7 +264,7 @@ func (s *Source) get(ctx context.Context, u *url.URL, rangeHdr, op string, follo
 		if hop >= maxRedirects {
 			return nil, fetch.Permanent(fmt.Errorf("%s: more than %d redirects (last to %s)", op, maxRedirects, redact(next)))
 		}
-		if leaving != nil && s.isHub(u) && !s.isHub(next) {
+		if leaving != nil && s.isResolve(u) && !s.isResolve(next) {
 			leaving(next)
 		}
 		u = next

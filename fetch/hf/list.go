@@ -148,6 +148,15 @@ func (s *Source) listTree(ctx context.Context, commit string) ([]treeEntry, erro
 	return all, nil
 }
 
+// attemptTimeout is the deadline of one listing request: the retry
+// policy's, which the CLI sets from --fetch-timeout.
+func (s *Source) attemptTimeout() time.Duration {
+	if s.retry.AttemptTimeout > 0 {
+		return s.retry.AttemptTimeout
+	}
+	return fetch.DefaultRetryPolicy.AttemptTimeout
+}
+
 // getJSON GETs u and decodes a 200 answer into out. The returned response's
 // body is already closed; its headers and final URL remain usable.
 func (s *Source) getJSON(ctx context.Context, u *url.URL, ri reqInfo, out any) (*http.Response, error) {
@@ -342,7 +351,7 @@ func (s *Source) probe(ctx context.Context, files []fetch.File) error {
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, s.attemptTimeout())
 	defer cancel()
 	resp, err := s.get(pctx, u, "bytes=0-0", ri.op, false, nil)
 	if err != nil {
@@ -352,7 +361,7 @@ func (s *Source) probe(ctx context.Context, files []fetch.File) error {
 	defer drain(resp)
 	if resp.StatusCode < 400 {
 		if loc := resp.Header.Get("Location"); isRedirect(resp.StatusCode) && loc != "" {
-			if next, err := u.Parse(loc); err == nil && (next.Scheme == "http" || next.Scheme == "https") && !s.isHub(next) {
+			if next, err := u.Parse(loc); err == nil && (next.Scheme == "http" || next.Scheme == "https") && !s.isResolve(next) {
 				s.rememberCDN(cdnKey{f.Path, f.Version}, next)
 			}
 		}

@@ -18,15 +18,21 @@ import (
 // its chunks.
 type cdnKey struct{ path, commit string }
 
-// errCDNRefused marks a 401/403 from a cached CDN URL: the signature has
-// most likely expired, and resolving again gets a fresh one.
+// errCDNRefused marks a 401, 403 or 410 from a signed URL obtained earlier
+// (cached from a resolve's redirect): the signature has expired, or the
+// origin restarted with a new key, and resolving again gets a fresh one.
+// Where the URL is, on a CDN host or on the Hub's own host as mirrors and
+// proxies serve it, does not matter. Retryable.
 var errCDNRefused = errors.New("CDN refused the signed URL")
 
 // ReadRange fills p with bytes [off, off+len(p)) of f at commit f.Version.
 // The first read of an LFS file goes through the Hub's resolve endpoint and
 // remembers the CDN URL it redirects to; later reads go straight to the CDN.
 // It does not retry, except for one fresh resolve when a cached CDN URL is
-// refused (signed URLs expire after hours).
+// refused (signed URLs expire after hours, and a restarted origin may have
+// re-keyed). A cached URL that fails at the network level is forgotten too,
+// so the next attempt resolves anew rather than retrying a host that may
+// be gone for good.
 func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byte) error {
 	if len(p) == 0 {
 		return nil
@@ -59,7 +65,13 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 			if err != nil {
 				return fmt.Errorf("file %q of repo %s: waiting for its download URL: %w", f.Path, s.repo, err)
 			}
-			return s.readFrom(ctx, f, off, p, u, key, true, nil)
+			// Another reader resolved meanwhile; if its URL is refused
+			// too, it goes, and the retry policy's next attempt resolves.
+			err := s.readFrom(ctx, f, off, p, u, key, true, nil)
+			if errors.Is(err, errCDNRefused) {
+				s.forgetCDN(key, u)
+			}
+			return err
 		}
 	}
 	defer publish(nil)
@@ -149,26 +161,38 @@ func (s *Source) readFrom(ctx context.Context, f fetch.File, off int64, p []byte
 	}
 	resp, err := s.get(ctx, u, fmt.Sprintf("bytes=%d-%d", off, last), ri.op, true, leaving)
 	if err != nil {
+		if cached && !errors.Is(err, context.Canceled) {
+			// Refused, reset, timed out: the host may have moved or the
+			// node died; the Hub's next redirect names one that works.
+			s.forgetCDN(key, u)
+		}
 		return err
 	}
 	defer resp.Body.Close()
 	final := resp.Request.URL
-	fromCDN := !s.isHub(final)
+	// signed: the answer is not the Hub's own answer to a resolve we asked,
+	// but comes from a URL it handed out, now (a redirect) or earlier (the
+	// cache). Mirrors serve those on their own host, so the host says
+	// nothing here.
+	signed := cached || !s.isResolve(final)
 	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusPartialContent {
 		switch {
-		case fromCDN && !cached:
+		case signed && !cached:
 			s.rememberCDN(key, final)
-		case !fromCDN && leaving != nil:
+		case !signed && leaving != nil:
 			// The Hub serves this file itself (not in LFS): its pinned
 			// resolve URL is where the waiters go, all at once.
 			leaving(final)
 		}
 		return s.readBody(resp, f, off, p, ri)
 	}
-	if fromCDN && (resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden) {
+	if signed && staleURLStatus(resp.StatusCode) {
+		// Only a resolve's own 401/403 means access denied; a signed URL's
+		// means it is stale, whatever host serves it.
 		st := &fetch.StatusError{Op: ri.op, Status: resp.StatusCode}
 		if cached {
-			return newErr(errCDNRefused, st, "%s: the CDN refused the cached signed URL", s.where(ri))
+			return newErr(errCDNRefused, st, "%s: %s refused the signed URL obtained earlier (expired, or the origin re-keyed); resolving again",
+				s.where(ri), final.Host)
 		}
 		// A URL signed a moment ago was refused (clock skew, a CDN node
 		// out of sync): retryable, since the next attempt signs anew.
@@ -244,6 +268,13 @@ func parseDigits(s string) (int64, bool) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	return n, err == nil
+}
+
+// staleURLStatus: the answers of a signed URL that has expired or whose key
+// the origin no longer has (S3 and CloudFront say 403, some CDNs 410 Gone,
+// a few 401).
+func staleURLStatus(code int) bool {
+	return code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusGone
 }
 
 func (s *Source) rememberCDN(k cdnKey, u *url.URL) {

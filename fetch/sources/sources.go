@@ -25,6 +25,14 @@ type Env struct {
 	// live (s3_credentials.json, service_account.json); default "data"
 	// relative to the working directory (the CLI passes <config dir>/data).
 	DataDir string
+	// Retry bounds each listing and metadata request of every origin (Hub
+	// revision and tree, S3 ListObjectsV2 and HeadObject, GCS object
+	// listing): a deadline per attempt and a number of attempts, so a
+	// stalled listing costs one AttemptTimeout, not the default 30 s.
+	// The CLI sets it from --fetch-timeout and --fetch-retries. Zero:
+	// fetch.DefaultRetryPolicy (30 s, 4 attempts). OnRetry is best left nil:
+	// each origin then logs its own retries.
+	Retry fetch.RetryPolicy
 }
 
 func (e Env) getenv(k string) string {
@@ -53,20 +61,21 @@ func Open(e config.Entry, env Env) (fetch.Source, error) {
 			Token:     token,
 			TokenFrom: from,
 			Logger:    env.Logger,
+			Retry:     env.Retry,
 		}), nil
 	case config.KindS3:
 		o, err := s3src.OptionsFromEnv(e, env.Secrets, env.DataDir, env.getenv)
 		if err != nil {
 			return nil, err
 		}
-		o.Logger = env.Logger
+		o.Logger, o.Retry = env.Logger, env.Retry
 		return s3src.New(e, o), nil
 	case config.KindGCS:
 		o, err := gcssrc.OptionsFromEnv(e, env.Secrets, env.DataDir, env.getenv)
 		if err != nil {
 			return nil, err
 		}
-		o.Logger = env.Logger
+		o.Logger, o.Retry = env.Logger, env.Retry
 		return gcssrc.New(e, o), nil
 	}
 	return nil, fmt.Errorf("%s: kind %q is not supported yet", e.Name(), e.Kind)
