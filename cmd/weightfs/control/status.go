@@ -34,12 +34,12 @@ type Status struct {
 	Ready         bool           `json:"ready"` // the listing is served
 	Version       string         `json:"version,omitempty"`
 	UptimeSeconds float64        `json:"uptime_seconds"`
-	// Now is the daemon's clock when it answered, against which the files'
-	// last_progress times are read (a client's clock may differ).
-	Now time.Time `json:"now"`
 	Prefetch      PrefetchStatus `json:"prefetch"`
 	Totals        Summary        `json:"totals"`
 	Volumes       []VolumeStatus `json:"volumes"`
+	// Now is the daemon's clock when it answered, against which the files'
+	// last_progress times are read (a client's clock may differ).
+	Now time.Time `json:"now"`
 }
 
 // PrefetchStatus is background streaming as a whole.
@@ -54,16 +54,14 @@ type PrefetchStatus struct {
 
 // Summary counts files and bytes.
 type Summary struct {
-	Files         int     `json:"files"`
-	TotalBytes    int64   `json:"total_bytes"`
-	CachedBytes   int64   `json:"cached_bytes"`
-	DoneFiles     int     `json:"done_files"`     // cached and verified, or cached with no checksum to verify
-	VerifiedFiles int     `json:"verified_files"` // cached and checksum matched
-	FailedFiles   int     `json:"failed_files"`   // failed verification for good: reads get EIO
-	// ServedBadFiles had bytes served to readers before the file failed
-	// verification: processes that read them then must reload them.
-	ServedBadFiles int `json:"served_bad_files"`
-	Percent       float64 `json:"percent"`        // of bytes cached, one decimal
+	Files          int     `json:"files"`
+	TotalBytes     int64   `json:"total_bytes"`
+	CachedBytes    int64   `json:"cached_bytes"`
+	DoneFiles      int     `json:"done_files"`       // cached and verified, or cached with no checksum to verify
+	VerifiedFiles  int     `json:"verified_files"`   // cached and checksum matched
+	FailedFiles    int     `json:"failed_files"`     // failed verification for good: reads get EIO
+	ServedBadFiles int     `json:"served_bad_files"` // bytes reached readers before the file failed verification: they must reload
+	Percent        float64 `json:"percent"`          // of bytes cached, one decimal
 }
 
 // VolumeStatus is one volume with its files.
