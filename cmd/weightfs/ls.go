@@ -14,7 +14,8 @@ func lsCommand() *cli.Command {
 	return &cli.Command{
 		Name:  "ls",
 		Usage: "print the resolved manifest of every entry (commit, files, sizes) without downloading content",
-		Flags: []cli.Flag{configFlag, cacheDirFlag, secretsDirFlag, dataDirFlag, refreshFlag, logLevelFlag},
+		Flags: []cli.Flag{configFlag, cacheDirFlag, secretsDirFlag, dataDirFlag, refreshFlag, logLevelFlag,
+			listingTimeoutFlag(), listingRetriesFlag()},
 		Action: func(c *cli.Context) error {
 			log := newLogger(c)
 			rs, _, done, err := resolveConfig(c, log)

@@ -112,13 +112,15 @@ var (
 )
 
 // sourceEnv is what the origins need: secrets, the Truss data folder
-// (beside the config file unless --data-dir says otherwise) and the logger.
+// (beside the config file unless --data-dir says otherwise), the logger, and
+// the deadline and attempts of each listing request (listingRetry).
 func sourceEnv(c *cli.Context, log *slog.Logger) sources.Env {
 	data := c.String("data-dir")
 	if data == "" {
 		data = filepath.Join(filepath.Dir(c.String("config")), "data")
 	}
-	return sources.Env{Secrets: config.Secrets{Dir: c.String("secrets-dir")}, DataDir: data, Logger: log}
+	return sources.Env{Secrets: config.Secrets{Dir: c.String("secrets-dir")}, DataDir: data, Logger: log,
+		Retry: listingRetry(c)}
 }
 
 func defaultCacheDir() string {
