@@ -117,18 +117,20 @@ func runMount(c *cli.Context) error {
 	log.Info("listing served", "mountpoint", mp, "volumes", len(rs), "files", files, "size", humanBytes(bytes),
 		"from_saved_manifest", offline, "elapsed", time.Since(start).Round(time.Millisecond))
 
+	prefetching := false
 	if c.Bool("prefetch") {
 		objs, err := op.objects()
 		if err != nil {
 			log.Error("prefetch disabled: cannot open cache objects", "err", err)
-		} else {
+		} else if storeFits(cache, objs, c.Bool("direct-io"), log) { // space.go
 			p := cache.StartPrefetch(ctx, objs)
 			go logProgress(ctx, p, c.Duration("progress-every"), log)
+			prefetching = true
 		}
 	}
 	// Ready once the tree answers; after prefetch starts, so the probe
-	// never delays the first fetch.
-	ctl.ready(rs, op, c.Bool("prefetch"))
+	// never delays the first fetch. /status says whether it runs.
+	ctl.ready(rs, op, prefetching)
 
 	done := make(chan struct{})
 	go func() { srv.Wait(); close(done) }()

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"os"
 	"syscall"
+
+	"github.com/weightfs/weightfs/internal/diskspace"
 )
 
 // preallocate reserves size bytes for f without writing them, so that a full
@@ -22,14 +24,4 @@ func preallocate(f *os.File, size int64) error {
 
 // freeSpace is the space an unprivileged writer may still use on the
 // filesystem holding dir, and an id of that filesystem.
-func freeSpace(dir string) (avail int64, dev uint64, ok bool) {
-	var st syscall.Statfs_t
-	if syscall.Statfs(dir, &st) != nil {
-		return 0, 0, false
-	}
-	var s syscall.Stat_t
-	if syscall.Stat(dir, &s) != nil {
-		return 0, 0, false
-	}
-	return int64(st.Bavail) * int64(st.Bsize), uint64(s.Dev), true
-}
+func freeSpace(dir string) (avail int64, dev uint64, ok bool) { return diskspace.Free(dir) }

@@ -2,8 +2,12 @@
 
 package eager
 
-import "os"
+import (
+	"os"
+
+	"github.com/weightfs/weightfs/internal/diskspace"
+)
 
 func preallocate(f *os.File, size int64) error { return f.Truncate(size) }
 
-func freeSpace(string) (int64, uint64, bool) { return 0, 0, false }
+func freeSpace(dir string) (int64, uint64, bool) { return diskspace.Free(dir) }
