@@ -2,7 +2,6 @@ package chunkcache
 
 import (
 	"context"
-	"encoding/json"
 	"path"
 	"sort"
 	"strings"
@@ -224,10 +223,7 @@ func (p *Prefetcher) hasIndex(ctx context.Context, d string, shards []*Object) b
 		if err != nil {
 			continue
 		}
-		var idx struct {
-			WeightMap map[string]string `json:"weight_map"`
-		}
-		if json.Unmarshal(b, &idx) == nil && len(idx.WeightMap) > 0 {
+		if _, err := parseIndex(o.file.Path, b); err == nil {
 			return true
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/weightfs/weightfs/fetch"
 )
 
 // maxHeader mirrors the safetensors library's cap on the JSON header.
@@ -24,11 +26,18 @@ func headerLen(ctx context.Context, o *Object) (int64, error) {
 	if _, err := o.readInternal(ctx, b[:], 0); err != nil {
 		return 0, err
 	}
-	n := int64(binary.LittleEndian.Uint64(b[:]))
-	if n <= 0 || n > maxHeader || 8+n > o.file.Size {
-		return 0, fmt.Errorf("%s: not a safetensors file (header length %d)", o.file.Path, n)
+	return parseHeaderLen(o.file.Path, b, o.file.Size)
+}
+
+// parseHeaderLen checks the little-endian header length prefix of a
+// safetensors file of size bytes before anything is allocated from it: a
+// hostile or broken file can claim 2^63 bytes, which as an int64 is negative.
+func parseHeaderLen(path string, b [8]byte, size int64) (int64, error) {
+	u := binary.LittleEndian.Uint64(b[:])
+	if size < 8 || u == 0 || u > maxHeader || int64(u) > size-8 {
+		return 0, fmt.Errorf("%s: not a safetensors file (header length %d, file size %d)", path, u, size)
 	}
-	return n, nil
+	return int64(u), nil
 }
 
 // readSpans parses a safetensors header into tensor spans.
@@ -41,9 +50,23 @@ func readSpans(ctx context.Context, o *Object) ([]tensorSpan, error) {
 	if _, err := o.readInternal(ctx, hdr, 8); err != nil {
 		return nil, err
 	}
+	return parseSpans(o.file.Path, hdr, o.file.Size)
+}
+
+// parseSpans turns the JSON header hdr of a safetensors file of size bytes
+// into tensor spans. A tensor whose entry is not an object with two integer
+// data_offsets is skipped (the prefetch order only needs the rest); one
+// whose offsets are reversed or lie outside the file's data fails the whole
+// header, since every chunk index is computed from them and the file cannot
+// be what it claims.
+func parseSpans(path string, hdr []byte, size int64) ([]tensorSpan, error) {
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(hdr, &m); err != nil {
-		return nil, fmt.Errorf("%s: safetensors header: %w", o.file.Path, err)
+		return nil, fmt.Errorf("%s: safetensors header: %w", path, err)
+	}
+	base := 8 + int64(len(hdr)) // where the data begins
+	if base > size {
+		return nil, fmt.Errorf("%s: safetensors header of %d bytes does not fit the file's %d", path, len(hdr), size)
 	}
 	spans := make([]tensorSpan, 0, len(m))
 	for name, raw := range m {
@@ -56,9 +79,36 @@ func readSpans(ctx context.Context, o *Object) ([]tensorSpan, error) {
 		if err := json.Unmarshal(raw, &t); err != nil {
 			continue
 		}
-		spans = append(spans, tensorSpan{Name: name, Begin: 8 + n + t.Offsets[0], End: 8 + n + t.Offsets[1]})
+		a, b := t.Offsets[0], t.Offsets[1]
+		// b <= size-base keeps base+b from overflowing.
+		if a < 0 || a > b || b > size-base {
+			return nil, fmt.Errorf("%s: safetensors tensor %q: data_offsets [%d, %d] are not within the file's %d data bytes",
+				path, name, a, b, size-base)
+		}
+		spans = append(spans, tensorSpan{Name: name, Begin: base + a, End: base + b})
 	}
 	return spans, nil
+}
+
+// parseIndex reads a model.safetensors.index.json: its weight_map, tensor
+// name to shard file (relative to the index's folder). An index without
+// one, or naming a shard that is not a clean relative path, is refused.
+func parseIndex(path string, b []byte) (map[string]string, error) {
+	var idx struct {
+		WeightMap map[string]string `json:"weight_map"`
+	}
+	if err := json.Unmarshal(b, &idx); err != nil {
+		return nil, fmt.Errorf("%s: safetensors index: %w", path, err)
+	}
+	if len(idx.WeightMap) == 0 {
+		return nil, fmt.Errorf("%s: safetensors index has no weight_map", path)
+	}
+	for name, shard := range idx.WeightMap {
+		if !fetch.ValidPath(shard) {
+			return nil, fmt.Errorf("%s: safetensors index maps tensor %q to %q, not a file path", path, name, shard)
+		}
+	}
+	return idx.WeightMap, nil
 }
 
 // naturalLess orders names the way transformers materialises them:
