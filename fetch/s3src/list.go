@@ -79,8 +79,8 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 		}
 		for _, obj := range page.Contents {
 			key := aws.ToString(obj.Key)
-			rel, ok := strings.CutPrefix(key, s.prefix)
-			if !ok || rel == "" || strings.HasSuffix(rel, "/") {
+			rel, isFile := relKey(s.prefix, key)
+			if !isFile {
 				continue // a "directory marker" (console folders) or the prefix itself
 			}
 			if !fetch.ValidPath(rel) {
@@ -91,12 +91,10 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			if !s.entry.Wants(rel) {
 				continue
 			}
-			etag := aws.ToString(obj.ETag)
-			if etag == "" {
-				return nil, fetch.Permanent(fmt.Errorf("%s: object %q has no ETag; reads could not be pinned to it", where, key))
+			f, err := fileOf(rel, obj, region)
+			if err != nil {
+				return nil, fetch.Permanent(fmt.Errorf("%s: %w", where, err))
 			}
-			f := fetch.File{Path: rel, Size: aws.ToInt64(obj.Size), Version: etag, Checksum: checksumOf(etag),
-				Extra: map[string]string{ExtraRegion: region}}
 			if hasFullSHA256(obj) || !f.Checksum.IsZero() {
 				inspect = append(inspect, len(files))
 			}
@@ -137,6 +135,31 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 		Resolved: resolved,
 		Files:    files,
 	}, nil
+}
+
+// relKey is key's path under prefix, and whether it names a file there: the
+// prefix itself and "directory markers" (console folders, ending in '/') do
+// not. The path may still be unusable; see fetch.ValidPath.
+func relKey(prefix, key string) (string, bool) {
+	rel, ok := strings.CutPrefix(key, prefix)
+	return rel, ok && rel != "" && !strings.HasSuffix(rel, "/")
+}
+
+// fileOf turns a listed object at rel into a File pinned to its ETag. Its
+// size is taken as listed (fetch.CheckManifest refuses impossible ones); a
+// listing without a size or ETag cannot describe the object.
+func fileOf(rel string, obj types.Object, region string) (fetch.File, error) {
+	key := aws.ToString(obj.Key)
+	etag := aws.ToString(obj.ETag)
+	if etag == "" {
+		return fetch.File{}, fmt.Errorf("object %q has no ETag; reads could not be pinned to it", key)
+	}
+	if obj.Size == nil {
+		// Serving it as 0 bytes would hand loaders an empty file.
+		return fetch.File{}, fmt.Errorf("object %q is listed without a size", key)
+	}
+	return fetch.File{Path: rel, Size: *obj.Size, Version: etag, Checksum: checksumOf(etag),
+		Extra: map[string]string{ExtraRegion: region}}, nil
 }
 
 // checksumOf turns a listed ETag into a checksum: a single-part ETag is the

@@ -96,7 +96,9 @@ func checkRange(out *s3.GetObjectOutput, f fetch.File, off, n int64) error {
 	return nil
 }
 
-// parseContentRange reads "bytes a-b/total" (total may be "*": -1).
+// parseContentRange reads "bytes a-b/total" (total may be "*": -1), in
+// digits only, with a <= b < total: a sign, a space or a total the range
+// does not fit in describes no answer to a range request.
 func parseContentRange(v string) (start, last, total int64, ok bool) {
 	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
 	if !found {
@@ -110,17 +112,26 @@ func parseContentRange(v string) (start, last, total int64, ok bool) {
 	if !found {
 		return 0, 0, 0, false
 	}
-	var err1, err2, err3 error
-	start, err1 = strconv.ParseInt(a, 10, 64)
-	last, err2 = strconv.ParseInt(b, 10, 64)
-	total = -1
+	var ok1, ok2, ok3 bool
+	start, ok1 = parseDigits(a)
+	last, ok2 = parseDigits(b)
+	total, ok3 = -1, true
 	if tot != "*" {
-		total, err3 = strconv.ParseInt(tot, 10, 64)
+		total, ok3 = parseDigits(tot)
 	}
-	if err1 != nil || err2 != nil || err3 != nil || start < 0 || last < start {
+	if !ok1 || !ok2 || !ok3 || last < start || (total >= 0 && last >= total) {
 		return 0, 0, 0, false
 	}
 	return start, last, total, true
+}
+
+// parseDigits is strconv.ParseInt without the signs it would let through.
+func parseDigits(s string) (int64, bool) {
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
 }
 
 // normETag compares ETags the way S3 does: quotes and a weak prefix aside.
