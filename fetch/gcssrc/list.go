@@ -71,8 +71,8 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			return nil, err
 		}
 		for _, o := range page {
-			rel, ok := strings.CutPrefix(o.Name, s.prefix)
-			if !ok || rel == "" || strings.HasSuffix(rel, "/") {
+			rel, isFile := relName(s.prefix, o.Name)
+			if !isFile {
 				continue // a "folder" placeholder or the prefix itself
 			}
 			if !fetch.ValidPath(rel) {
@@ -83,10 +83,11 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			if !s.entry.Wants(rel) {
 				continue
 			}
-			if o.Generation <= 0 {
-				return nil, fetch.Permanent(fmt.Errorf("%s: object %q has no generation; reads could not be pinned to it", where, o.Name))
+			f, err := fileOf(rel, o)
+			if err != nil {
+				return nil, fetch.Permanent(fmt.Errorf("%s: %w", where, err))
 			}
-			files = append(files, fetch.File{Path: rel, Size: o.Size, Version: strconv.FormatInt(o.Generation, 10), Checksum: checksumOf(o)})
+			files = append(files, f)
 		}
 		if next == "" {
 			break
@@ -109,6 +110,24 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return &fetch.Manifest{Volume: s.entry.VolumeFolder, Kind: "gcs", RepoID: s.entry.RepoID, Resolved: resolved, Files: files}, nil
+}
+
+// relName is an object name's path under prefix, and whether it names a
+// file there: the prefix itself and "folder" placeholders (ending in '/')
+// do not. The path may still be unusable; see fetch.ValidPath.
+func relName(prefix, name string) (string, bool) {
+	rel, ok := strings.CutPrefix(name, prefix)
+	return rel, ok && rel != "" && !strings.HasSuffix(rel, "/")
+}
+
+// fileOf turns a listed object at rel into a File pinned to its
+// generation. Its size is taken as listed (fetch.CheckManifest refuses
+// impossible ones).
+func fileOf(rel string, o *storage.ObjectAttrs) (fetch.File, error) {
+	if o.Generation <= 0 {
+		return fetch.File{}, fmt.Errorf("object %q has no generation; reads could not be pinned to it", o.Name)
+	}
+	return fetch.File{Path: rel, Size: o.Size, Version: strconv.FormatInt(o.Generation, 10), Checksum: checksumOf(o)}, nil
 }
 
 // checksumOf prefers the MD5 (absent for composite objects), else the
