@@ -27,7 +27,9 @@ type EntryError struct {
 	Reason string // why, in words, and what is served instead where that applies
 }
 
-func (e *EntryError) Error() string { return fmt.Sprintf("refusing listed file %q: %s", e.Path, e.Reason) }
+func (e *EntryError) Error() string {
+	return fmt.Sprintf("refusing listed file %q: %s", e.Path, e.Reason)
+}
 
 // CheckManifest removes from m, in place, every file that cannot be served
 // as listed, and returns one *EntryError per file removed. The rest of the

@@ -30,7 +30,7 @@ func TestListingOverrideLiesInTheTreeOnly(t *testing.T) {
 		}
 		next = ""
 		if l := resp.Header.Get("Link"); l != "" {
-			next = l[1:len(l)-len(`>; rel="next"`)]
+			next = l[1 : len(l)-len(`>; rel="next"`)]
 		}
 	}
 	if e := got["model.safetensors"]; e.Size != math.MaxInt64 || e.LFS == nil || e.LFS.Size != math.MaxInt64 {
