@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
+
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -158,5 +160,20 @@ func TestMountpointThatIsAFileIsRefused(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(p); string(b) != "x" {
 		t.Fatal("the file was changed")
+	}
+}
+
+// go-fuse's own handlers (Lookup, Readdir) panic into PanicHandler: EIO and
+// one ERROR line, where go-fuse alone logs a stack at debug level.
+func TestPanicHandlerAnswersEIOAndLogsOnce(t *testing.T) {
+	var logs bytes.Buffer
+	c := &config{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	for i := 0; i < 3; i++ {
+		if st := c.panicHandler("lookup bug"); st != fuse.EIO {
+			t.Fatalf("status %v, want EIO", st)
+		}
+	}
+	if n := strings.Count(logs.String(), `level=ERROR msg="bug: a FUSE request panicked; answering EIO, the mount stays up (please report this line)" op=fuse`); n != 1 {
+		t.Fatalf("%d ERROR lines, want 1:\n%s", n, logs.String())
 	}
 }

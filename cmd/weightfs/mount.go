@@ -110,7 +110,7 @@ func runMount(c *cli.Context) error {
 	offline := true
 	for _, r := range rs {
 		files += len(r.manifest.Files)
-		bytes += r.manifest.TotalSize()
+		bytes = fetch.AddSizes(bytes, r.manifest.TotalSize())
 		offline = offline && r.fromDisk
 		log.Info("volume", "folder", r.entry.VolumeFolder, "repo", r.entry.RepoID, "commit", r.manifest.Commit, "files", len(r.manifest.Files), "size", humanBytes(r.manifest.TotalSize()))
 	}
