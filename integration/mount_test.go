@@ -411,7 +411,9 @@ func TestRestartWithOriginGoneServesCache(t *testing.T) {
 	wantSizes := treeSizes(t, origin)
 	hub.Close() // the origin is gone: any network call would fail
 
-	m2 := mustMount(t, nil, mountOpts{config: cfg, cacheDir: cacheDir, env: []string{"HF_ENDPOINT=http://127.0.0.1:9"},
+	// The same HF_ENDPOINT, now refusing connections: saved manifests are
+	// keyed by the endpoint, so another Hub would be listed afresh.
+	m2 := mustMount(t, nil, mountOpts{config: cfg, cacheDir: cacheDir, env: []string{"HF_ENDPOINT=" + hub.URL()},
 		args: []string{"--read-timeout", "3s", "--fetch-timeout", "500ms", "--fetch-retries", "2"}})
 	if !strings.Contains(m2.stderr.String(), "from_saved_manifest=true") {
 		t.Errorf("restart did not use the saved manifest: %s", m2.stderr.String())
