@@ -138,8 +138,12 @@ if [ "$WEIGHTFS_WAIT_ALL" = 1 ]; then
 		shutdown
 		exit $((term ? 143 : 1))
 	fi
-	if ! wait "$waiter"; then
-		log "weightfs wait failed: not every file could be cached and verified"
+	wait "$waiter"
+	rc=$?
+	# 4: every file is verified now, but some were served bad before; only
+	# processes that read them then must reload, and the server starts now.
+	if ((rc != 0 && rc != 4)); then
+		log "weightfs wait failed (exit $rc): not every file could be cached and verified"
 		shutdown
 		exit 1
 	fi
