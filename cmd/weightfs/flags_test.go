@@ -48,7 +48,7 @@ func TestInvalidFlagValuesAreRefusedNamingTheFlag(t *testing.T) {
 		{[]string{"fetch", "-c", cfg, "--progress-interval", "-1s"}, "--progress-interval -1s: must be from 0 (never) to 24h0m0s"},
 		{[]string{"fetch", "-c", cfg, "--log-level", "loud"}, `--log-level "loud"`},
 		{[]string{"wait", "--poll", "0s"}, "--poll 0s: must be more than 0"},
-		{[]string{"wait", "--timeout", "-1s"}, "--timeout -1s: must be from 0 (forever) to 720h0m0s"},
+		{[]string{"wait", "--timeout", "-1s"}, "--timeout -1s: must be from 0 (no limit) to 720h0m0s"},
 		{[]string{"wait", "--stall-timeout", "0s"}, "--stall-timeout 0s: must be more than 0"},
 		{[]string{"wait", "--progress-every", "-1s"}, "--progress-every -1s: must be from 0 (never)"},
 	}

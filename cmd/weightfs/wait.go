@@ -37,7 +37,7 @@ func waitCommand() *cli.Command {
 			"4 if a file was served before it failed verification (its readers must reload)",
 		Flags: []cli.Flag{
 			controlAskFlag,
-			durationIn(&cli.DurationFlag{Name: "timeout", Usage: "give up after this long; 0 waits forever, like Truss"}, 0, 30*24*time.Hour, "forever"),
+			durationIn(&cli.DurationFlag{Name: "timeout", Usage: "give up after this long; 0: no overall limit, like Truss (a stuck file still ends the wait after --stall-timeout)"}, 0, 30*24*time.Hour, "no limit"),
 			positiveDuration(&cli.DurationFlag{Name: "poll", Value: 500 * time.Millisecond, Usage: "how often the daemon is asked"}),
 			durationIn(&cli.DurationFlag{Name: "progress-every", Value: 10 * time.Second, Usage: "how often progress is printed to stderr (0: never)"}, 0, maxDuration, "never"),
 			positiveDuration(&cli.DurationFlag{Name: "stall-timeout", Value: defaultStallTimeout,
