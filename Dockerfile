@@ -11,9 +11,11 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
+# What `weightfs --version` prints: docker build --build-arg VERSION="$(git describe --tags --always --dirty)" .
+ARG VERSION=dev
 # CGO off: one static binary that runs in any image, whatever its libc.
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/weightfs ./cmd/weightfs
+    CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w -X main.version=${VERSION}" -o /out/weightfs ./cmd/weightfs
 
 FROM debian:bookworm-slim
 # fuse3: fusermount3 for non-root mounts and unmounts; ca-certificates: TLS
