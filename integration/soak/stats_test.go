@@ -108,7 +108,7 @@ func TestFlaggedMatchesVolumePrefix(t *testing.T) {
 
 func TestMarkdownNamesFailuresAndUnrunWait(t *testing.T) {
 	r := &Report{Modes: []ModeReport{{Mode: "strict-verify", Files: 10, Wait: waitResult{Code: -1},
-		Readers: LoadStats{Ops: 3, Bytes: 3 << 20, WrongOps: 1, WrongBytes: 2, LatNs: []int64{int64(time.Millisecond)}},
+		Readers:  LoadStats{Ops: 3, Bytes: 3 << 20, WrongOps: 1, WrongBytes: 2, LatNs: []int64{int64(time.Millisecond)}},
 		Failures: []string{"2 wrong bytes reached readers"}}}}
 	md := r.Markdown()
 	for _, want := range []string{
