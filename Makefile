@@ -5,7 +5,7 @@ BIN     := bin/weightfs
 PKGS    := ./...
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build deps test test-unit test-integration demo bench vet clean
+.PHONY: all build deps test test-unit test-integration demo bench vet clean soak
 
 all: build
 
@@ -30,6 +30,17 @@ vet:
 # Unit tests, then the real-mount integration tests (root + /dev/fuse).
 test: deps build vet
 	$(GO) test -count=1 -timeout 15m $(PKGS)
+	$(GO) build -race -o bin/weightfs-race ./cmd/weightfs
+	WEIGHTFS_SOAK=15s WEIGHTFS_SOAK_BIN=$(CURDIR)/bin/weightfs-race $(GO) test -race -count=1 -timeout 5m -run '^TestSoak$$' ./integration/soak/
+
+# The soak (RELIABILITY.md): a 512 MiB, 4-shard model behind a Hub emulator
+# that resets, 503s and flips bytes; 48 random pread readers and 4 mmap
+# loaders for 2 min per mode (default, then --strict-verify); then wait and
+# sha256 of every file. Exits 1 when a check fails. `make test` runs a
+# 64 MiB, 2 x 15 s version with -race (last two lines of test).
+# SOAKFLAGS passes flags, e.g. SOAKFLAGS="-duration 10m -flip 0.3".
+soak: deps build
+	$(GO) run ./integration/cmd/soak -bin $(BIN) $(SOAKFLAGS)
 
 # The README's first command: Hub emulator + generated ~1 GiB model, mount,
 # list, first tensor, full read, sha256 of every file, unmount.
