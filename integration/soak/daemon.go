@@ -137,6 +137,33 @@ func (d *daemon) kill() {
 	syscall.Unmount(d.mountpoint, syscall.MNT_DETACH)
 }
 
+// stuckThreads describes the daemon's threads asleep in the kernel
+// uninterruptibly (state D) with their kernel stacks, innermost first: what
+// a wedged mount is waiting on (a page lock under a cache invalidation,
+// say). Empty when none is, or /proc hides the stacks.
+func (d *daemon) stuckThreads() string {
+	if d.cmd.Process == nil {
+		return ""
+	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", d.cmd.Process.Pid))
+	var out []string
+	for _, t := range tasks {
+		stat, err := os.ReadFile(filepath.Join(t, "stat"))
+		if _, rest, ok := strings.Cut(string(stat), ") "); err != nil || !ok || !strings.HasPrefix(rest, "D") {
+			continue
+		}
+		stack, _ := os.ReadFile(filepath.Join(t, "stack"))
+		var frames []string
+		for _, line := range strings.Split(strings.TrimSpace(string(stack)), "\n") {
+			if f := strings.Fields(line); len(f) == 2 {
+				frames = append(frames, strings.SplitN(f[1], "+", 2)[0])
+			}
+		}
+		out = append(out, fmt.Sprintf("thread %s: %s", filepath.Base(t), strings.Join(frames[:min(len(frames), 6)], " < ")))
+	}
+	return strings.Join(out, "; ")
+}
+
 // abortConn aborts FUSE connection n through fusectl, mounting fusectl
 // first where the machine has not.
 func abortConn(n uint32) {

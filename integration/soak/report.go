@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
@@ -99,7 +98,10 @@ func checkFiles(d *daemon, root string, files []file, mode Mode, r *ModeReport, 
 			r.Right++
 		}
 	}
-	wrong := append(slices.Clone(r.Readers.WrongFiles), r.Loaders.WrongFiles...)
+	all := LoadStats{}
+	all.add(&r.Readers)
+	all.add(&r.Loaders)
+	wrong := all.WrongFiles
 	if mode.Exact {
 		if n := r.Readers.WrongBytes + r.Loaders.WrongBytes; n > 0 {
 			fail("%d wrong bytes reached readers (files %s); this mode promises none", n, strings.Join(wrong, ", "))

@@ -227,7 +227,7 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 	case <-time.After(time.Until(until.Add(cfg.ReadTimeout + 30*time.Second))):
 		// A pread outlived --read-timeout by far: the daemon is wedged.
 		// Killing it aborts the FUSE connection and frees every reader.
-		fail("readers still blocked %s after the load ended; weightfs killed", cfg.ReadTimeout+30*time.Second)
+		fail("readers still blocked %s after the load ended; weightfs killed%s", cfg.ReadTimeout+30*time.Second, stuck(d))
 		d.kill()
 		r.Readers = <-readersDone
 	}
@@ -236,7 +236,7 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 	select {
 	case r.Loaders = <-loadersDone:
 	case <-time.After(time.Until(hardStop)):
-		fail("mmap loaders still blocked %s after the load ended; weightfs killed", hardStop.Sub(until))
+		fail("mmap loaders still blocked %s after the load ended; weightfs killed%s", hardStop.Sub(until), stuck(d))
 		d.kill()
 		r.Loaders = <-loadersDone
 	}
@@ -265,4 +265,12 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 	}
 	r.Failures = append(r.Failures, d.logProblems()...)
 	return r
+}
+
+// stuck is ", daemon threads stuck in the kernel: ..." when there are any.
+func stuck(d *daemon) string {
+	if s := d.stuckThreads(); s != "" {
+		return "; daemon threads stuck in the kernel: " + s
+	}
+	return ""
 }
