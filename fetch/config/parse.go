@@ -211,7 +211,22 @@ type fields struct {
 
 // mappingFields lists the pairs of a mapping, expanding YAML merge keys
 // (<<: *anchor) as PyYAML does: explicit keys win over merged ones.
-func mappingFields(n *yaml.Node) fields {
+func mappingFields(n *yaml.Node) fields { return flatten(n, map[*yaml.Node]*fields{}) }
+
+// flatten is mappingFields remembering each mapping it has flattened
+// (nil while in progress). Anchors make the node graph shared and even
+// cyclic: "&a {<<: *a}" merged itself without end (a stack overflow), and
+// ten lines of anchors each merging the one above ten times named one
+// mapping 10^10 times. Now each mapping is flattened once, and a merge
+// back into a mapping in progress adds nothing: its keys are there already.
+func flatten(n *yaml.Node, memo map[*yaml.Node]*fields) fields {
+	if fs, done := memo[n]; done {
+		if fs == nil {
+			return fields{byName: map[string]field{}}
+		}
+		return *fs
+	}
+	memo[n] = nil
 	fs := fields{byName: map[string]field{}}
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -239,7 +254,7 @@ func mappingFields(n *yaml.Node) fields {
 			if src.Kind != yaml.MappingNode {
 				continue
 			}
-			for _, f := range mappingFields(src).order {
+			for _, f := range flatten(src, memo).order {
 				if _, seen := fs.byName[f.key.Value]; !seen {
 					fs.byName[f.key.Value] = f
 					fs.order = append(fs.order, f)
@@ -247,6 +262,7 @@ func mappingFields(n *yaml.Node) fields {
 			}
 		}
 	}
+	memo[n] = &fs
 	return fs
 }
 
