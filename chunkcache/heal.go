@@ -117,7 +117,10 @@ func (o *Object) mismatch(gen uint64, want fetch.Checksum, got string) {
 		o.punch()
 	}
 	o.dataMu.Unlock()
-	o.notifyDrop()
+	// Not on this goroutine: evicting the kernel's pages waits for the
+	// FUSE reads that hold them, and a strict reader's read waits for a
+	// verdict from the verifier that runs this.
+	go o.notifyDrop()
 	if persistent {
 		o.c.log.Error("file is corrupt at the origin: two copies of every block agree and still fail verification; its reads now fail with EIO",
 			"file", o.file.Path, "origin", o.origin, "algo", want.Algo, "want", want.Value, "got", got)
