@@ -132,7 +132,13 @@ func judge(st *control.Status, w *stallWatch, now time.Time) (done bool, code in
 	if !st.Ready {
 		return false, 0, ""
 	}
-	if st.Totals.FailedFiles > 0 {
+	// A file that failed for good ends the wait once every other file is
+	// settled too, so that what exits 2 leaves the rest verified (or names
+	// them as stuck below).
+	unsettled := filesWhere(st, func(f chunkcache.ObjectStats) bool {
+		return f.State != "bad" && f.State != "verified" && f.State != "complete"
+	})
+	if st.Totals.FailedFiles > 0 && len(unsettled) == 0 {
 		bad := filesWhere(st, func(f chunkcache.ObjectStats) bool { return f.State == "bad" })
 		return true, exitWaitFailed, fmt.Sprintf("%d file(s) failed verification (content does not match its checksum; reads of them fail with EIO): %s",
 			len(bad), strings.Join(bad, ", "))

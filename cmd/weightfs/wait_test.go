@@ -307,3 +307,33 @@ func TestWaitGivesUpOnADaemonThatStoppedAnswering(t *testing.T) {
 		t.Fatalf("exit %d (%v), want %d saying the daemon stopped answering", code, err, exitWaitStalled)
 	}
 }
+
+// A file that failed for good ends the wait only once the others are
+// settled, so an exit 2 leaves every other file verified. Fails before
+// this change: wait exited 2 at the first bad file while others were still
+// verifying.
+func TestWaitOnAFailedFileLetsTheOthersFinish(t *testing.T) {
+	s, addr := serveControl(t)
+	bad := &fakeObject{st: chunkcache.ObjectStats{Path: "bad.safetensors", Size: 1024, CachedBytes: 1024, State: "bad"}}
+	other := &fakeObject{st: chunkcache.ObjectStats{Path: "good.safetensors", Size: 1024, State: "verifying"}}
+	s.Ready(control.Model{Prefetch: true, Volumes: []control.Volume{{Folder: "llm", Repo: "acme/llm", Kind: "hf",
+		Files: []control.Stater{bad, other}}}})
+	settled := make(chan time.Time, 1)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		settled <- time.Now()
+		other.set(1024, "verified")
+	}()
+	var stderr bytes.Buffer
+	err := runWait(context.Background(), control.NewClient(addr), waitOptions{timeout: 10 * time.Second, poll: 20 * time.Millisecond}, &stderr)
+	end := time.Now()
+	if code := exitCode(err); code != exitWaitFailed {
+		t.Fatalf("exit %d (%v), want %d", code, err, exitWaitFailed)
+	}
+	if at := <-settled; end.Before(at) {
+		t.Fatal("wait exited before the other file was verified")
+	}
+	if !strings.Contains(err.Error(), "llm/bad.safetensors") {
+		t.Fatalf("message does not name the bad file: %v", err)
+	}
+}
