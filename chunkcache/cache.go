@@ -115,11 +115,10 @@ func (NopEvents) FetchFailed(string, error)            {}
 func (NopEvents) Verified(string, bool)                {}
 func (NopEvents) ServedBad(string)                     {}
 
-// MaxFileSize is the largest file the cache accepts: 64 TiB, above any
-// object store's limit (S3 and GCS cap objects at a few TiB). A listing that
-// claims more is broken or hostile, and is refused before anything is sized
-// from it.
-const MaxFileSize = 1 << 46
+// MaxFileSize is the largest file the cache accepts (fetch.MaxFileSize): a
+// listing that claims more is broken or hostile, and is refused before
+// anything is sized from it.
+const MaxFileSize = fetch.MaxFileSize
 
 // Cache is the set of cached objects under one directory.
 type Cache struct {

@@ -5,11 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/atomicfile"
 )
 
 // manifestFile is what is persisted: the manifest plus the config key it
@@ -31,7 +31,10 @@ func (c *Cache) SaveManifest(key string, m *fetch.Manifest) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(c.manifestPath(key), b)
+	if err := atomicfile.Write(c.manifestPath(key), b, privateFile); err != nil {
+		return diskError(c.opts.Dir, err)
+	}
+	return nil
 }
 
 // LoadManifest returns the manifest saved under key, or (nil, nil) if none.
@@ -50,28 +53,4 @@ func (c *Cache) LoadManifest(key string) (*fetch.Manifest, error) {
 		return nil, nil
 	}
 	return mf.Manifest, nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".tmp-*")
-	if err != nil {
-		return diskError(dir, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return diskError(dir, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return diskError(dir, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return diskError(dir, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("saving %s: %w", path, err)
-	}
-	return nil
 }

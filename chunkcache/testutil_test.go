@@ -26,7 +26,7 @@ type fakeSource struct {
 	rng      *rand.Rand // GUARDED_BY(mu)
 	down     bool       // GUARDED_BY(mu): every read fails (an outage)
 	reads    atomic.Int64
-	bytes   atomic.Int64
+	bytes    atomic.Int64
 }
 
 func newFakeSource() *fakeSource {
