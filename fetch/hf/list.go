@@ -3,7 +3,6 @@ package hf
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -237,36 +236,27 @@ func (s *Source) filesOf(entries []treeEntry, commit string) ([]fetch.File, erro
 		if te.Type != "file" {
 			continue
 		}
-		if prev, dup := byPath[te.Path]; dup {
-			// Overlapping pages repeat an entry harmlessly; two different
-			// files under one path would make the mount lie.
-			if !sameEntry(prev, te) {
-				return nil, fetch.Permanent(newErr(ErrBadResponse, nil,
-					"repo %s commit %s: the listing names %q twice with different contents", s.repo, commit, te.Path))
-			}
+		// Overlapping pages repeat an entry harmlessly. Two different
+		// files under one path, an unsafe path or an impossible size are
+		// passed on: fetch.CheckManifest refuses each such entry alone,
+		// with a message naming it, and the rest of the repo is served.
+		if prev, dup := byPath[te.Path]; dup && sameEntry(prev, te) {
 			continue
+		} else if !dup {
+			byPath[te.Path] = te
+			total++
 		}
-		byPath[te.Path] = te
-		total++
 		if !config.Match(te.Path, allow, ignore) {
 			continue
 		}
-		if err := checkPath(te.Path); err != nil {
-			return nil, fetch.Permanent(newErr(ErrBadResponse, nil,
-				"repo %s commit %s: refusing file path %q: %v", s.repo, commit, te.Path, err))
-		}
-		f, err := s.fileOf(te, commit)
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, f)
+		files = append(files, s.fileOf(te, commit))
 	}
 	if len(files) == 0 {
 		return nil, fetch.Permanent(newErr(ErrNoMatchingFiles, nil,
 			"%s: no file matches allow_patterns %q and ignore_patterns %q (repo %s at revision %s has %d files)",
 			s.entry.Name(), allow, ignore, s.repo, s.rev, total))
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	sort.SliceStable(files, func(i, j int) bool { return files[i].Path < files[j].Path })
 	return files, nil
 }
 
@@ -275,7 +265,7 @@ func sameEntry(a, b treeEntry) bool {
 		(a.LFS == nil || *a.LFS == *b.LFS)
 }
 
-func (s *Source) fileOf(te treeEntry, commit string) (fetch.File, error) {
+func (s *Source) fileOf(te treeEntry, commit string) fetch.File {
 	f := fetch.File{Path: te.Path, Size: te.Size, Version: commit}
 	if te.LFS != nil {
 		// For LFS files the tree's size and oid describe the pointer's
@@ -292,33 +282,7 @@ func (s *Source) fileOf(te treeEntry, commit string) (fetch.File, error) {
 		// Serving unverified beats refusing the repo over a format quirk.
 		s.log.Warn("file has no usable checksum; it will be served unverified", "path", te.Path)
 	}
-	if f.Size < 0 {
-		return f, fetch.Permanent(newErr(ErrBadResponse, nil,
-			"repo %s commit %s: file %q has negative size %d", s.repo, commit, te.Path, f.Size))
-	}
-	return f, nil
-}
-
-// checkPath refuses paths that could escape the volume folder or that the
-// filesystem could not represent.
-func checkPath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty path")
-	case strings.HasPrefix(p, "/"):
-		return errors.New("absolute path")
-	case strings.ContainsRune(p, 0):
-		return errors.New("NUL byte in path")
-	}
-	for _, seg := range strings.Split(p, "/") {
-		switch seg {
-		case "":
-			return errors.New("empty path segment")
-		case ".", "..":
-			return fmt.Errorf("%q segment", seg)
-		}
-	}
-	return nil
+	return f
 }
 
 // probe asks the Hub for the first byte of one file, without following the

@@ -74,6 +74,15 @@ func FuzzTreeListing(f *testing.F) {
 		if len(files) == 0 {
 			t.Fatal("no files and no error")
 		}
+		// Unsafe entries reach the manifest check, which refuses each
+		// alone (resolveOne runs it on every listing).
+		m := &fetch.Manifest{Files: files}
+		for _, err := range fetch.CheckManifest(m) {
+			if hasRawControl(err.Error()) {
+				t.Fatalf("refusal prints a control character raw: %q", err.Error())
+			}
+		}
+		files = m.Files
 		for i, fl := range files {
 			if i > 0 && files[i-1].Path >= fl.Path {
 				t.Fatalf("files not sorted or repeated: %q then %q", files[i-1].Path, fl.Path)

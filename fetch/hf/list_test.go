@@ -277,13 +277,23 @@ func TestListRateLimitCarriesRetryAfter(t *testing.T) {
 	}
 }
 
-func TestListRefusesUnsafePaths(t *testing.T) {
+// An unsafe path in a listing is refused alone, naming it, and the rest of
+// the repo is served. Fails before this change: one such entry failed the
+// whole listing, so the mount did not come up.
+func TestListRefusesUnsafePathsAlone(t *testing.T) {
 	for _, p := range []string{"../evil.bin", "/etc/passwd", "a//b.bin", "a/./b.bin", "a/../../b.bin", "dir/"} {
 		t.Run(p, func(t *testing.T) {
 			h := newFakeHub(t, fakeFile{path: "ok.json", data: []byte("{}")}, fakeFile{path: p, data: []byte("x")})
-			_, err := h.source(testEntry(), "").List(context.Background())
-			if err == nil || !fetch.IsPermanent(err) || !strings.Contains(err.Error(), fmt.Sprintf("%q", p)) {
-				t.Fatalf("err = %v, want a permanent error naming %q", err, p)
+			m, err := h.source(testEntry(), "").List(context.Background())
+			if err != nil {
+				t.Fatalf("List: %v, want the listing with the bad entry left to CheckManifest", err)
+			}
+			errs := fetch.CheckManifest(m)
+			if len(errs) != 1 || !strings.Contains(errs[0].Error(), fmt.Sprintf("%q", p)) {
+				t.Fatalf("CheckManifest: %v, want one refusal naming %q", errs, p)
+			}
+			if len(m.Files) != 1 || m.Files[0].Path != "ok.json" {
+				t.Fatalf("files served %+v, want ok.json alone", m.Files)
 			}
 		})
 	}

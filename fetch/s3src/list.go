@@ -93,7 +93,10 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			}
 			f, err := fileOf(rel, obj, region)
 			if err != nil {
-				return nil, fetch.Permanent(fmt.Errorf("%s: %w", where, err))
+				// One broken entry never takes the mount down: it is
+				// refused alone and the rest served.
+				s.log.Error("refusing listed object", "listing", where, "err", err)
+				continue
 			}
 			if hasFullSHA256(obj) || !f.Checksum.IsZero() {
 				inspect = append(inspect, len(files))
