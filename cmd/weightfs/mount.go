@@ -23,7 +23,7 @@ func mountCommand() *cli.Command {
 			configFlag, cacheDirFlag, secretsDirFlag, dataDirFlag, refreshFlag, logLevelFlag,
 			&cli.StringFlag{Name: "mountpoint", Aliases: []string{"m"}, Value: "/app/model_cache", Usage: "where the volume folders appear"},
 			positiveDuration(&cli.DurationFlag{Name: "read-timeout", Value: 90 * time.Second, Usage: "a read that cannot be served in this time fails with EIO"}),
-			positiveDuration(&cli.DurationFlag{Name: "fetch-timeout", Value: 30 * time.Second, Usage: "deadline of one ranged GET attempt"}),
+			positiveDuration(&cli.DurationFlag{Name: "fetch-timeout", Value: 30 * time.Second, Usage: "deadline of one request attempt to an origin (ranged GETs and listing pages)"}),
 			intIn(&cli.IntFlag{Name: "fetch-retries", Value: 4, Usage: "attempts per ranged GET before the read fails"}, 1, maxRetries),
 			int64In(&cli.Int64Flag{Name: "memory-cache-mb", Value: 32, Usage: "budget of the in-memory chunk tier, MiB (0 disables)"}, 0, maxBudgetMB),
 			int64In(&cli.Int64Flag{Name: "chunk-mb", Value: chunkcache.DefaultChunkSize >> 20, Usage: "chunk size, MiB"}, 1, maxChunkMB),
