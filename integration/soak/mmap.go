@@ -126,12 +126,12 @@ func readStats(p string) (LoadStats, error) {
 
 // run maps each shard in turn (in a random order), touches its header and
 // then every tensor in a random order, comparing each with the origin, until
-// UntilNs. It saves its stats after every shard, so a loader killed at the
-// hard stop still reports what it did.
+// UntilNs, saving its stats as it goes.
 func (j loaderJob) run() error {
 	rng := rand.New(rand.NewPCG(j.Seed, 7))
 	until := time.Unix(0, j.UntilNs)
 	var s LoadStats
+	var saved time.Time // zero: save at once, so a report exists however soon the loader is killed
 	headers := map[string]modelgen.Header{}
 	for _, rel := range j.Shards {
 		f, err := os.Open(filepath.Join(j.OriginRoot, rel))
@@ -152,7 +152,7 @@ func (j loaderJob) run() error {
 			if !time.Now().Before(until) {
 				break
 			}
-			if err := j.loadShard(rel, headers[rel], rng, until, &s); err != nil {
+			if err := j.loadShard(rel, headers[rel], rng, until, &s, &saved); err != nil {
 				s.Other++
 				s.LastError = err.Error()
 				time.Sleep(50 * time.Millisecond) // a dead mount must not spin
@@ -180,7 +180,9 @@ func (j loaderJob) save(s *LoadStats) error {
 // span is a byte range of a shard: its header, or one tensor.
 type span struct{ begin, end int64 }
 
-func (j loaderJob) loadShard(rel string, h modelgen.Header, rng *rand.Rand, until time.Time, s *LoadStats) error {
+// loadShard also saves s every 2 s (saved is when it last did), so a loader
+// killed mid-shard at the hard stop still reports what it did.
+func (j loaderJob) loadShard(rel string, h modelgen.Header, rng *rand.Rand, until time.Time, s *LoadStats, saved *time.Time) error {
 	mf, err := os.Open(filepath.Join(j.MountRoot, rel))
 	if err != nil {
 		return err
@@ -207,6 +209,12 @@ func (j loaderJob) loadShard(rel string, h modelgen.Header, rng *rand.Rand, unti
 	for _, sp := range append(spans, tensors...) {
 		if !time.Now().Before(until) {
 			return nil
+		}
+		if time.Since(*saved) > 2*time.Second {
+			if err := j.save(s); err != nil {
+				return err
+			}
+			*saved = time.Now()
 		}
 		t0 := time.Now()
 		wrong, faulted, err := touch(mapped[sp.begin:sp.end], of, sp.begin, want)

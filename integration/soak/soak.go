@@ -235,8 +235,10 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 	go func() { loadersDone <- loaders() }()
 	select {
 	case r.Loaders = <-loadersDone:
-	case <-time.After(time.Until(hardStop)):
-		fail("mmap loaders still blocked %s after the load ended; weightfs killed%s", hardStop.Sub(until), stuck(d))
+	case <-time.After(time.Until(hardStop) + 15*time.Second):
+		// The loaders were sent SIGKILL at the hard stop; one that outlives
+		// it is in uninterruptible sleep in the mount.
+		fail("mmap loaders still blocked %s after the load ended, SIGKILL or not; weightfs killed%s", hardStop.Sub(until)+15*time.Second, stuck(d))
 		d.kill()
 		r.Loaders = <-loadersDone
 	}
