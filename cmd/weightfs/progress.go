@@ -25,6 +25,12 @@ func logProgress(ctx context.Context, p *chunkcache.Prefetcher, every time.Durat
 				"elapsed", time.Duration(pr.Seconds*float64(time.Second)).Round(time.Millisecond))
 			return
 		}
+		if pr.FilesDone+pr.Failed == pr.Files {
+			// Settled with failures: they were named at ERROR; ticking on
+			// would only wake an idle daemon.
+			log.Warn("prefetch settled with files that failed verification for good", "files", pr.Files, "failed", pr.Failed)
+			return
+		}
 		select {
 		case <-ctx.Done():
 			return

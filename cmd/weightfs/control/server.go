@@ -143,6 +143,10 @@ func (s *Server) Close() error {
 	return s.srv.Shutdown(ctx)
 }
 
+// sampleLoop samples the rates until every file is settled, then stops:
+// the daemon lives for days beside a model server, and once the model is
+// in, a ticker would only wake it for nothing. A status request samples
+// too, so a file healing later still shows a rate to whoever asks.
 func (s *Server) sampleLoop() {
 	t := time.NewTicker(s.opts.SampleEvery)
 	defer t.Stop()
@@ -151,7 +155,9 @@ func (s *Server) sampleLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			s.sample()
+			if s.sample() {
+				return
+			}
 		}
 	}
 }

@@ -167,28 +167,34 @@ func eta(s Summary, rate float64) *float64 {
 func (s *Server) serveStatus(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
+	s.sample() // see sampleLoop
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(s.Snapshot())
 }
 
-// sample records the cached bytes of every volume, for the rates.
-func (s *Server) sample() {
+// sample records the cached bytes of every volume, for the rates, and
+// reports whether every file is settled (verified, complete or bad).
+func (s *Server) sample() (settled bool) {
 	s.mu.Lock()
 	m := s.model
 	s.mu.Unlock()
 	if m == nil {
-		return
+		return false
 	}
 	vols := make([]int64, len(m.Volumes))
 	var total int64
+	settled = true
 	for i, v := range m.Volumes {
 		for _, f := range v.Files {
-			vols[i] += f.Stats().CachedBytes
+			st := f.Stats()
+			vols[i] += st.CachedBytes
+			settled = settled && (st.State == "verified" || st.State == "complete" || st.State == "bad")
 		}
 		total += vols[i]
 	}
 	s.rates.add(s.opts.Now(), total, vols)
+	return settled
 }
 
 // progressTotals feeds the prefetch gauges of /metrics.
