@@ -146,7 +146,10 @@ func TestCacheIsPrivate(t *testing.T) {
 	defer umask(old)
 	src := newFakeSource()
 	f := src.add("w.safetensors", 2<<20, 7)
-	dir := filepath.Join(t.TempDir(), "cache")
+	dir := t.TempDir() // made 0755 below: narrowed, as it holds only the cache
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	o := healOptions(false)
 	o.Dir = dir
 	c := openTestCache(t, o)

@@ -32,12 +32,18 @@ func openPrivate(path string, flag int) (*os.File, error) {
 }
 
 // makePrivateDirs creates the cache's own directories 0700. The top
-// directory is made 0700 when weightfs creates it, but an existing one is
-// left as it is (--cache-dir may point at a directory shared with other
-// things); the directories below it are the cache's and are narrowed.
+// directory is narrowed too when it holds nothing but the cache (it was
+// made for it, even if not by weightfs), and left as it is otherwise:
+// --cache-dir may point at a directory shared with other things, and the
+// directories below it are the cache's and are narrowed either way.
 func makePrivateDirs(dir string) error {
 	if err := os.MkdirAll(dir, privateDir); err != nil {
 		return fmt.Errorf("cache dir %s: %w (choose a writable --cache-dir)", dir, err)
+	}
+	if onlyCache(dir) {
+		if err := os.Chmod(dir, privateDir); err != nil {
+			return fmt.Errorf("cache dir %s: making it private: %w", dir, err)
+		}
 	}
 	for _, sub := range []string{"objects", "manifests"} {
 		d := filepath.Join(dir, sub)
@@ -49,4 +55,18 @@ func makePrivateDirs(dir string) error {
 		}
 	}
 	return nil
+}
+
+// onlyCache reports whether dir holds nothing but what the cache puts there.
+func onlyCache(dir string) bool {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		if n := e.Name(); n != "objects" && n != "manifests" {
+			return false
+		}
+	}
+	return true
 }
