@@ -6,8 +6,6 @@ package fetch
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"strings"
 	"time"
 )
@@ -94,83 +92,6 @@ type RangeReader interface {
 type Source interface {
 	Lister
 	RangeReader
-}
-
-// ErrChanged is returned when the origin's object no longer matches the
-// listed version (S3 If-Match failed, GCS generation gone). It is permanent:
-// mixing bytes of two versions would be worse than failing.
-var ErrChanged = errors.New("object changed at the origin since it was listed")
-
-// permanentError marks an error that retrying cannot fix (404, 403, a changed
-// object, a malformed response that is deterministic).
-type permanentError struct{ err error }
-
-func (e *permanentError) Error() string { return e.err.Error() }
-func (e *permanentError) Unwrap() error { return e.err }
-
-// Permanent wraps err so Retry gives up at once.
-func Permanent(err error) error {
-	if err == nil {
-		return nil
-	}
-	return &permanentError{err}
-}
-
-// IsPermanent reports whether err (or anything it wraps) was marked Permanent.
-func IsPermanent(err error) bool {
-	var p *permanentError
-	return errors.As(err, &p)
-}
-
-// RetryAfterError carries a server's Retry-After hint (Hub 429).
-type RetryAfterError struct {
-	Err   error
-	After time.Duration
-}
-
-func (e *RetryAfterError) Error() string { return e.Err.Error() }
-func (e *RetryAfterError) Unwrap() error { return e.Err }
-
-// StatusError describes an unexpected HTTP answer without leaking headers
-// (which may carry credentials).
-type StatusError struct {
-	Op     string // what we were doing, e.g. "GET resolve acme/llama@main config.json"
-	Status int
-	Code   string // X-Error-Code, when present
-}
-
-func (e *StatusError) Error() string {
-	if e.Code != "" {
-		return fmt.Sprintf("%s: HTTP %d %s", e.Op, e.Status, e.Code)
-	}
-	return fmt.Sprintf("%s: HTTP %d", e.Op, e.Status)
-}
-
-// ClassifiedError is a user-facing message that matches (errors.Is/As) the
-// sentinels and causes it was built with, so callers can tell cases apart
-// while users read one clear line. Object-store sources share it.
-type ClassifiedError struct {
-	msg   string
-	kinds []error
-}
-
-func (e *ClassifiedError) Error() string   { return e.msg }
-func (e *ClassifiedError) Unwrap() []error { return e.kinds }
-
-// NewClassifiedError formats the message, adds st's status to it, and
-// classifies the error as every non-nil kind and as st.
-func NewClassifiedError(kinds []error, st *StatusError, format string, args ...any) error {
-	e := &ClassifiedError{msg: fmt.Sprintf(format, args...)}
-	for _, k := range kinds {
-		if k != nil {
-			e.kinds = append(e.kinds, k)
-		}
-	}
-	if st != nil {
-		e.msg += " (" + st.Error() + ")"
-		e.kinds = append(e.kinds, st)
-	}
-	return e
 }
 
 // ValidPath reports whether a listed name (relative to the volume) can be

@@ -18,13 +18,15 @@ import (
 // Kinds of failure, for errors.Is. The errors returned carry a full message
 // for the user; these only classify them. Each also wraps a
 // *fetch.StatusError (errors.As) when an HTTP status caused it.
+// ErrNoSuchBucket also matches fetch.ErrNotFound; the rest are the shared
+// kinds themselves, named here for existing callers.
 var (
-	ErrNoSuchBucket    = errors.New("no such bucket")        // 404 on the bucket; permanent
-	ErrAccessDenied    = errors.New("access denied")         // 401/403; permanent
-	ErrBadCredentials  = errors.New("malformed credentials") // a service account secret or file is unusable
-	ErrNoMatchingFiles = errors.New("no object matches")     // the prefix and patterns left nothing; permanent
-	ErrBadResponse     = errors.New("unexpected response")   // range, size or length mismatch; retryable
-	ErrThrottled       = errors.New("throttled by GCS")      // 429; retryable
+	ErrNoSuchBucket    = fetch.NewKind("no such bucket", fetch.ErrNotFound) // 404 on the bucket; permanent
+	ErrAccessDenied    = fetch.ErrAccessDenied                              // 401/403; permanent
+	ErrBadCredentials  = fetch.ErrBadCredentials                            // a service account secret or file is unusable
+	ErrNoMatchingFiles = fetch.ErrNoMatchingFiles                           // the prefix and patterns left nothing; permanent
+	ErrBadResponse     = fetch.ErrBadResponse                               // range, size or length mismatch; retryable
+	ErrThrottled       = fetch.ErrRateLimited                               // 429; retryable
 )
 
 func newErr(kinds []error, st *fetch.StatusError, format string, args ...any) error {

@@ -15,19 +15,18 @@ import (
 
 // Kinds of failure, for errors.Is. The errors returned carry a full message
 // for the user; these only classify them. Each also wraps a
-// *fetch.StatusError (errors.As) when an HTTP status caused it.
+// *fetch.StatusError (errors.As) when an HTTP status caused it. The Hub's
+// own kinds also match the shared fetch kind they refine; the rest are the
+// shared kinds themselves, named here for existing callers.
 var (
-	ErrRepoNotFound     = errors.New("repo not found")         // X-Error-Code RepoNotFound (401/404); permanent
-	ErrRevisionNotFound = errors.New("revision not found")     // RevisionNotFound; permanent (for a read at a pinned commit that is gone, also fetch.ErrChanged)
-	ErrGated            = errors.New("gated repo")             // GatedRepo; permanent
-	ErrEntryNotFound    = errors.New("file not found in repo") // EntryNotFound; permanent
-	ErrAccessDenied     = errors.New("access denied")          // 401/403 without a Hub error code; permanent
-	ErrRateLimited      = errors.New("rate limited")           // 429; inside a *fetch.RetryAfterError, retryable
-	ErrNoMatchingFiles  = errors.New("no file matches")        // the patterns left nothing; permanent
-	// ErrBadResponse: an answer that does not fit the request (Content-Range
-	// mismatch, short body, malformed JSON). Retryable: the next attempt,
-	// perhaps over another connection or CDN node, may be fine.
-	ErrBadResponse = errors.New("unexpected response")
+	ErrRepoNotFound     = fetch.NewKind("repo not found", fetch.ErrNotFound)         // X-Error-Code RepoNotFound (401/404); permanent
+	ErrRevisionNotFound = fetch.NewKind("revision not found", fetch.ErrNotFound)     // RevisionNotFound; permanent (for a read at a pinned commit that is gone, also fetch.ErrChanged)
+	ErrGated            = fetch.NewKind("gated repo", fetch.ErrAccessDenied)         // GatedRepo; permanent
+	ErrEntryNotFound    = fetch.NewKind("file not found in repo", fetch.ErrNotFound) // EntryNotFound; permanent
+	ErrAccessDenied     = fetch.ErrAccessDenied                                      // 401/403 without a Hub error code; permanent
+	ErrRateLimited      = fetch.ErrRateLimited                                       // 429; inside a *fetch.RetryAfterError, retryable
+	ErrNoMatchingFiles  = fetch.ErrNoMatchingFiles                                   // the patterns left nothing; permanent
+	ErrBadResponse      = fetch.ErrBadResponse                                       // Content-Range mismatch, short body, malformed JSON; retryable
 )
 
 // newErr is a user-facing message that classifies as kind (one of the

@@ -15,15 +15,17 @@ import (
 
 // Kinds of failure, for errors.Is. The errors returned carry a full message
 // for the user; these only classify them. Each also wraps a
-// *fetch.StatusError (errors.As) when an HTTP status caused it.
+// *fetch.StatusError (errors.As) when an HTTP status caused it. S3's own
+// kinds also match the shared fetch kind they refine; the rest are the
+// shared kinds themselves, named here for existing callers.
 var (
-	ErrNoSuchBucket    = errors.New("no such bucket")         // 404 NoSuchBucket; permanent
-	ErrAccessDenied    = errors.New("access denied")          // 401/403 and signature/key errors; permanent
-	ErrBadCredentials  = errors.New("malformed credentials")  // a credential secret or file is unusable
-	ErrWrongRegion     = errors.New("wrong region")           // the bucket lives in another region; permanent
-	ErrNoMatchingFiles = errors.New("no object matches")      // the prefix and patterns left nothing; permanent
-	ErrBadResponse     = errors.New("unexpected response")    // Content-Range or length mismatch; retryable
-	ErrThrottled       = errors.New("throttled by the store") // 429/503 SlowDown; retryable
+	ErrNoSuchBucket    = fetch.NewKind("no such bucket", fetch.ErrNotFound) // 404 NoSuchBucket; permanent
+	ErrWrongRegion     = errors.New("wrong region")                         // the bucket lives in another region; permanent
+	ErrAccessDenied    = fetch.ErrAccessDenied                              // 401/403 and signature/key errors; permanent
+	ErrBadCredentials  = fetch.ErrBadCredentials                            // a credential secret or file is unusable
+	ErrNoMatchingFiles = fetch.ErrNoMatchingFiles                           // the prefix and patterns left nothing; permanent
+	ErrBadResponse     = fetch.ErrBadResponse                               // Content-Range or length mismatch; retryable
+	ErrThrottled       = fetch.ErrRateLimited                               // 429/503 SlowDown; retryable
 )
 
 func newErr(kinds []error, st *fetch.StatusError, format string, args ...any) error {
