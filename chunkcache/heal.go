@@ -105,7 +105,7 @@ func (o *Object) mismatch(gen uint64, want fetch.Checksum, got string) {
 	newGen := o.gen
 	if persistent {
 		o.heal = nil
-		o.lastErr = fmt.Errorf("%s %q: the origin serves the same wrong bytes every time (%s want %s, got %s): its reads fail with EIO; fix the object at the origin, then remount", o.origin, o.file.Path, want.Algo, want.Value, got)
+		o.lastErr = fmt.Errorf("%s %q: %s mismatch (want %s, got %s) though two copies of every block agree: the origin serves the same wrong bytes every time, so its reads fail with EIO; fix the object at the origin, then remount", o.origin, o.file.Path, want.Algo, want.Value, got)
 		o.setStateLocked(stateBad)
 	} else {
 		hs = newHealState(o.file.Size, o.c.opts.ChunkSize)

@@ -3,6 +3,7 @@ package integration
 import (
 	"math"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -72,12 +73,16 @@ func assertServedExcept(t *testing.T, m *mount, origin string, skip ...string) {
 
 func lsRun(t *testing.T, hub *hubemu.Server, cacheDir string) string {
 	t.Helper()
-	out, err := runWeightfs(t, []string{"HF_ENDPOINT=" + hub.URL(), "HF_TOKEN=", "HUGGING_FACE_HUB_TOKEN="},
-		"ls", "--config", writeConfig(t, llmConfig), "--cache-dir", cacheDir, "--secrets-dir", filepath.Join(t.TempDir(), "none"))
-	if err != nil {
-		t.Fatalf("weightfs ls: %v\n%s", err, out)
+	// stdout and stderr apart: the log lines would otherwise land inside
+	// the table's rows, as the two streams interleave.
+	cmd := exec.Command(weightfsBin, "ls", "--config", writeConfig(t, llmConfig), "--cache-dir", cacheDir, "--secrets-dir", filepath.Join(t.TempDir(), "none"))
+	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+hub.URL(), "HF_TOKEN=", "HUGGING_FACE_HUB_TOKEN=")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("weightfs ls: %v\n%s%s", err, stdout.String(), stderr.String())
 	}
-	return out
+	return stdout.String() + "\n" + stderr.String()
 }
 
 var (
