@@ -122,17 +122,24 @@ func (d *daemon) stop() error {
 // the kernel (a page-cache invalidation waiting on the lock of a page whose
 // read it was to answer) keeps the process a zombie that never closes
 // /dev/fuse, and the faulting reader in uninterruptible sleep with it.
+//
+// The abort happens only while the process has not exited: once it has, its
+// connection number is free for another mount to take.
 func (d *daemon) kill() {
 	d.killed.Store(true)
 	select {
 	case <-d.exited:
 	default:
 		d.cmd.Process.Kill()
-	}
-	abortConn(d.conn)
-	select {
-	case <-d.exited:
-	case <-time.After(10 * time.Second):
+		select {
+		case <-d.exited:
+		case <-time.After(2 * time.Second):
+			abortConn(d.conn)
+			select {
+			case <-d.exited:
+			case <-time.After(10 * time.Second):
+			}
+		}
 	}
 	syscall.Unmount(d.mountpoint, syscall.MNT_DETACH)
 }

@@ -261,9 +261,11 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 	if r.Wait.Code != 0 && (mode.Exact || r.Wait.Code != waitServedBad) {
 		fail("weightfs wait exited %d after %s: %s", r.Wait.Code, r.Wait.Took.Round(time.Second), r.Wait.Out)
 	}
-	checkFiles(d, root, files, mode, &r, fail)
-	if err := d.stop(); err != nil {
-		fail("%v", err)
+	checkFiles(d, root, files, mode, cfg.WaitTimeout, &r, fail)
+	if d.alive() {
+		if err := d.stop(); err != nil {
+			fail("%v", err)
+		}
 	}
 	r.Failures = append(r.Failures, d.logProblems()...)
 	return r
