@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -212,7 +211,7 @@ func (s *Source) readBody(resp *http.Response, f fetch.File, off int64, p []byte
 	switch resp.StatusCode {
 	case http.StatusPartialContent:
 		cr := resp.Header.Get("Content-Range")
-		a, b, total, ok := parseContentRange(cr)
+		a, b, total, ok := fetch.ParseContentRange(cr)
 		if !ok || a != off || b != last || total != f.Size {
 			return bad("asked for bytes %d-%d/%d, got Content-Range %q", off, last, f.Size, cr)
 		}
@@ -234,40 +233,6 @@ func (s *Source) readBody(resp *http.Response, f fetch.File, off int64, p []byte
 		return fmt.Errorf("%s: reading the body after %d of %d bytes: %w", s.where(ri), got, n, err)
 	}
 	return nil
-}
-
-// parseContentRange parses exactly "bytes a-b/total" (digits only, a <= b < total).
-func parseContentRange(v string) (a, b, total int64, ok bool) {
-	rest, found := strings.CutPrefix(v, "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	as, bs, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	var ok1, ok2, ok3 bool
-	a, ok1 = parseDigits(as)
-	b, ok2 = parseDigits(bs)
-	total, ok3 = parseDigits(tot)
-	if !ok1 || !ok2 || !ok3 || a > b || b >= total {
-		return 0, 0, 0, false
-	}
-	return a, b, total, true
-}
-
-// parseDigits is strconv.ParseInt without the signs and spaces it would let
-// through a header.
-func parseDigits(s string) (int64, bool) {
-	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
 }
 
 // staleURLStatus: the answers of a signed URL that has expired or whose key

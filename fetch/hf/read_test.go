@@ -386,30 +386,6 @@ func TestParseRetryAfter(t *testing.T) {
 	}
 }
 
-func TestParseContentRange(t *testing.T) {
-	type r struct {
-		a, b, total int64
-		ok          bool
-	}
-	for v, want := range map[string]r{
-		"bytes 0-9/10":       {0, 9, 10, true},
-		"bytes 100-199/5000": {100, 199, 5000, true},
-		"bytes 0-9/*":        {},
-		"bytes */10":         {},
-		"bytes 9-0/10":       {},
-		"bytes 0-10/10":      {},
-		"bytes -1-9/10":      {},
-		"bytes 0-9 /10":      {},
-		"items 0-9/10":       {},
-		"":                   {},
-	} {
-		a, b, total, ok := parseContentRange(v)
-		if (r{a, b, total, ok}) != want {
-			t.Errorf("parseContentRange(%q) = %v %v %v %v, want %+v", v, a, b, total, ok, want)
-		}
-	}
-}
-
 // Many chunks of one file read at once, as the chunk cache does: every byte
 // right, the CDN URL shared, the token never sent to the CDN (run with -race).
 func TestReadConcurrentChunks(t *testing.T) {

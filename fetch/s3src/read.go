@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,11 +81,11 @@ func checkRange(out *s3.GetObjectOutput, f fetch.File, off, n int64) error {
 		}
 		return newErr([]error{ErrBadResponse}, nil, "the answer has no Content-Range for bytes %d-%d", off, off+n-1)
 	}
-	start, last, total, ok := parseContentRange(cr)
+	start, last, total, ok := fetch.ParseContentRange(cr)
 	if !ok {
 		return newErr([]error{ErrBadResponse}, nil, "unreadable Content-Range %q", cr)
 	}
-	if total >= 0 && total != f.Size {
+	if total != f.Size {
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, nil,
 			"the object is %d bytes now, %d when listed: it changed since listing; list the entry again", total, f.Size))
 	}
@@ -94,44 +93,6 @@ func checkRange(out *s3.GetObjectOutput, f fetch.File, off, n int64) error {
 		return newErr([]error{ErrBadResponse}, nil, "asked for bytes %d-%d, got Content-Range %q", off, off+n-1, cr)
 	}
 	return nil
-}
-
-// parseContentRange reads "bytes a-b/total" (total may be "*": -1), in
-// digits only, with a <= b < total: a sign, a space or a total the range
-// does not fit in describes no answer to a range request.
-func parseContentRange(v string) (start, last, total int64, ok bool) {
-	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
-	if !found {
-		return 0, 0, 0, false
-	}
-	rng, tot, found := strings.Cut(rest, "/")
-	if !found {
-		return 0, 0, 0, false
-	}
-	a, b, found := strings.Cut(rng, "-")
-	if !found {
-		return 0, 0, 0, false
-	}
-	var ok1, ok2, ok3 bool
-	start, ok1 = parseDigits(a)
-	last, ok2 = parseDigits(b)
-	total, ok3 = -1, true
-	if tot != "*" {
-		total, ok3 = parseDigits(tot)
-	}
-	if !ok1 || !ok2 || !ok3 || last < start || (total >= 0 && last >= total) {
-		return 0, 0, 0, false
-	}
-	return start, last, total, true
-}
-
-// parseDigits is strconv.ParseInt without the signs it would let through.
-func parseDigits(s string) (int64, bool) {
-	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, false
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	return n, err == nil
 }
 
 // normETag compares ETags the way S3 does: quotes and a weak prefix aside.
