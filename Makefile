@@ -5,7 +5,7 @@ BIN     := bin/weightfs
 PKGS    := ./...
 export GOFLAGS := -buildvcs=false
 
-.PHONY: all build deps test test-unit test-integration demo bench vet clean soak
+.PHONY: all build deps test test-unit test-integration demo bench vet clean fuzz soak
 
 all: build
 
@@ -27,8 +27,23 @@ deps:
 vet:
 	$(GO) vet $(PKGS)
 
-# Unit tests, then the real-mount integration tests (root + /dev/fuse).
-test: deps build vet
+# Every fuzz target for FUZZTIME (go test fuzzes one target per run). A
+# crasher fails the run and is written to <package>/testdata/fuzz/<target>/:
+# commit it there, as a seed, with the fix. Longer: make fuzz FUZZTIME=2m.
+FUZZTIME ?= 3s
+FUZZ := ./chunkcache:FuzzSafetensorsHeader ./chunkcache:FuzzSafetensorsIndex \
+	./fetch:FuzzValidPath ./fetch:FuzzCheckManifest \
+	./fetch/config:FuzzParseConfig ./fetch/config:FuzzMatch \
+	./fetch/hf:FuzzTreeListing ./fetch/hf:FuzzNextLink ./fetch/hf:FuzzHubContentRange \
+	./fetch/s3src:FuzzS3Object ./fetch/s3src:FuzzS3ContentRange ./fetch/gcssrc:FuzzGCSObject
+
+fuzz:
+	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn $(FUZZTIME)"; \
+	  out=$$($(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 1s $$pkg 2>&1) || { echo "$$out"; exit 1; }; done
+
+# Unit tests, then the real-mount integration tests (root + /dev/fuse); the
+# fuzz targets run briefly first.
+test: deps build vet fuzz
 	$(GO) test -count=1 -timeout 15m $(PKGS)
 	$(GO) build -race -o bin/weightfs-race ./cmd/weightfs
 	WEIGHTFS_SOAK=15s WEIGHTFS_SOAK_BIN=$(CURDIR)/bin/weightfs-race $(GO) test -race -count=1 -timeout 5m -run '^TestSoak$$' ./integration/soak/
