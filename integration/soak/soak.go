@@ -164,7 +164,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		proxy.ResetStats()
 		proxy.SetRates(cfg.Faults)
 		m := soakMode(ctx, cfg, mode, mountSpec{bin: cfg.Bin, config: config, dir: dir, hubURL: hub.URL(),
-			args: mode.Args, readTimeout: cfg.ReadTimeout}, originDir, files, model.Safetensors, proxy, logf)
+			args: mode.Args, readTimeout: cfg.ReadTimeout}, originDir, files, model.Safetensors, logf)
+		m.Faults = proxy.Stats() // the whole mode: load, wait and the sha256 pass
 		proxy.Clear()
 		rep.Modes = append(rep.Modes, m)
 	}
@@ -192,7 +193,7 @@ func describe(m *modelgen.Model) ([]file, error) {
 // soakMode mounts in one mode, runs the load for cfg.Duration, then waits
 // and checks every file.
 func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, originDir string, files []file,
-	shards []string, proxy *faultproxy.Proxy, logf func(string, ...any)) ModeReport {
+	shards []string, logf func(string, ...any)) ModeReport {
 	r := ModeReport{Mode: mode.Name, Args: mode.Args, Files: len(files), Wait: waitResult{Code: -1, Out: "not run"}}
 	fail := func(format string, args ...any) { r.Failures = append(r.Failures, fmt.Sprintf(format, args...)) }
 	d, err := startDaemon(spec)
@@ -243,7 +244,6 @@ func soakMode(ctx context.Context, cfg Config, mode Mode, spec mountSpec, origin
 		r.Loaders = <-loadersDone
 	}
 	r.LoadTime = time.Since(t0)
-	r.Faults = proxy.Stats()
 	logf("%s: load done in %s: %d preads, %d tensors", mode.Name, r.LoadTime.Round(time.Second), r.Readers.Ops, r.Loaders.Ops)
 
 	if !d.alive() {
