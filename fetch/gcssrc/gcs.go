@@ -16,13 +16,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
@@ -147,25 +145,8 @@ func New(e config.Entry, o Options) *Source {
 }
 
 // NewTransport returns the base transport used when Options.Transport is
-// nil, tuned for many parallel ranged GETs of large immutable objects.
-func NewTransport() *http.Transport {
-	protos := new(http.Protocols)
-	// HTTP/1.1 only: one TCP stream per range; GCS, like S3, gives more
-	// throughput to many connections than to streams multiplexed on one.
-	protos.SetHTTP1(true)
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		Protocols:             protos,
-		MaxIdleConns:          0,   // no global cap; per-host cap below
-		MaxIdleConnsPerHost:   128, // keep a whole wave of parallel ranges warm
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // offsets are into the stored bytes
-	}
-}
+// nil: the one every origin shares (fetch.NewTransport).
+func NewTransport() *http.Transport { return fetch.NewTransport() }
 
 // getClient builds the storage client on first use. A failed build is not
 // remembered, so a transient failure is retried by the next caller.

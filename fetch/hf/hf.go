@@ -12,12 +12,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
@@ -126,32 +124,11 @@ func New(e config.Entry, o Options) *Source {
 
 func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// NewHTTPClient returns the client used when Options.HTTPClient is nil, tuned
-// for many parallel ranged GETs of large immutable files.
+// NewHTTPClient returns the client used when Options.HTTPClient is nil: the
+// transport every origin shares (fetch.NewTransport), and redirects left to
+// the Source.
 func NewHTTPClient() *http.Client {
-	protos := new(http.Protocols)
-	// HTTP/1.1 only: one TCP stream per range. CDNs and S3 limit throughput
-	// per connection, so many connections beat many streams multiplexed on
-	// one HTTP/2 connection.
-	protos.SetHTTP1(true)
-	t := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		Protocols:             protos,
-		ForceAttemptHTTP2:     false,
-		MaxIdleConns:          0,   // no global cap; per-host cap below
-		MaxIdleConnsPerHost:   128, // keep a whole wave of parallel ranges warm
-		MaxConnsPerHost:       0,   // concurrency is bounded by the chunk cache
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ResponseHeaderTimeout: 30 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		// Range + transparent gzip is wrong for weights: offsets would be
-		// into the compressed stream, and safetensors does not compress.
-		DisableCompression: true,
-	}
-	// No Client.Timeout: every call carries its own ctx deadline.
-	return &http.Client{Transport: t, CheckRedirect: noRedirects}
+	return &http.Client{Transport: fetch.NewTransport(), CheckRedirect: noRedirects}
 }
 
 // parseEndpoint accepts "https://host[:port][/prefix][/]" and returns it

@@ -15,13 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync/atomic"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -176,26 +174,11 @@ type HTTPClient interface {
 }
 
 // NewHTTPClient returns the client used when Options.HTTPClient is nil,
-// tuned for many parallel ranged GETs of large immutable objects. It is the
-// SDK's buildable client, so AWS_CA_BUNDLE still applies.
+// with the settings every origin shares (fetch.TuneDialer,
+// fetch.TuneTransport). It is the SDK's buildable client, so AWS_CA_BUNDLE
+// still applies.
 func NewHTTPClient() *awshttp.BuildableClient {
-	return awshttp.NewBuildableClient().
-		WithDialerOptions(func(d *net.Dialer) { d.Timeout = 10 * time.Second; d.KeepAlive = 30 * time.Second }).
-		WithTransportOptions(func(t *http.Transport) {
-			// HTTP/1.1 only: S3 limits throughput per connection, so many
-			// TCP connections beat streams multiplexed on one.
-			protos := new(http.Protocols)
-			protos.SetHTTP1(true)
-			t.Protocols = protos
-			t.ForceAttemptHTTP2 = false
-			t.MaxIdleConns = 0          // no global cap; per-host cap below
-			t.MaxIdleConnsPerHost = 128 // keep a whole wave of parallel ranges warm
-			t.IdleConnTimeout = 90 * time.Second
-			t.TLSHandshakeTimeout = 10 * time.Second
-			t.ResponseHeaderTimeout = 30 * time.Second
-			t.DisableCompression = true // offsets are into the stored bytes
-		})
-	// No client timeout: every call carries its own ctx deadline.
+	return awshttp.NewBuildableClient().WithDialerOptions(fetch.TuneDialer).WithTransportOptions(fetch.TuneTransport)
 }
 
 // getClient returns the S3 client, building it on first use: credentials,
