@@ -156,10 +156,11 @@ func TestTrustServedBadBytesAreNamed(t *testing.T) {
 		t.Run(src, func(t *testing.T) {
 			o := newTrustOrigin(t, src)
 			bad := trustShard(2)
-			m, addr := o.mount(t)
-			// Every response flipped while one shard is read: the reader
-			// is handed wrong bytes, which verification finds later.
+			// Every response flipped (from before the prefetcher starts)
+			// while one shard is read: the reader is handed wrong bytes,
+			// which verification finds later.
 			o.proxy.SetFlipRate(1)
+			m, addr := o.mount(t)
 			b, err := os.ReadFile(m.path("llm", bad))
 			o.proxy.SetFlipRate(0)
 			if err != nil {
@@ -193,9 +194,10 @@ func TestTrustServedBadBytesAreNamed(t *testing.T) {
 // naming it within a bound; once the fault is lifted the shard completes
 // with no restart and wait returns 0.
 //
-// Fails before this change: there was no --stall-timeout and wait only
-// ended at --timeout (exit 1); the prefetcher gave the shard up after 7.5 s
-// and never tried again, so after the lift it stayed "filling" for good.
+// Fails before this change: there was no --stall-timeout (and without it
+// wait ended only at --timeout, exit 1); the prefetcher gave the shard up
+// after 7.5 s and never tried again, so after the lift it stayed "filling"
+// and the second wait timed out.
 func TestTrustAlwaysFailingShardIsNamedThenCompletes(t *testing.T) {
 	for _, src := range trustSources {
 		t.Run(src, func(t *testing.T) {
@@ -203,6 +205,7 @@ func TestTrustAlwaysFailingShardIsNamedThenCompletes(t *testing.T) {
 			stuck := trustShard(3)
 			o.proxy.AlwaysFail(stuck)
 			m, addr := o.mount(t)
+			mounted := time.Now()
 			r := trustWait(t, addr, 90*time.Second, "--stall-timeout", "5s")
 			if r.code != 3 || !strings.Contains(r.out, stuck) {
 				t.Errorf("wait exit %d, want 3 naming %s", r.code, stuck)
@@ -215,12 +218,16 @@ func TestTrustAlwaysFailingShardIsNamedThenCompletes(t *testing.T) {
 			if n := o.proxy.Stats().Faults[faultproxy.AlwaysFail]; n == 0 {
 				t.Fatal("no request for the shard reached the proxy")
 			}
+			// Hold the fault past the 7.5 s the old prefetcher tried for, so
+			// that completing after the lift takes a retry made later.
+			time.Sleep(time.Until(mounted.Add(10 * time.Second)))
 			o.proxy.Lift(stuck)
 			lifted := time.Now()
-			if r := trustWait(t, addr, 150*time.Second); r.code != 0 {
+			if r := trustWait(t, addr, 60*time.Second); r.code != 0 {
 				t.Errorf("wait exit %d after the fault was lifted, want 0 (the shard retried in the background)", r.code)
+			} else {
+				t.Logf("%s completed %s after the lift", stuck, time.Since(lifted).Round(time.Millisecond))
 			}
-			t.Logf("%s completed %s after the lift", stuck, time.Since(lifted).Round(time.Millisecond))
 			checkStates(t, trustFileStates(t, addr), "verified")
 			checkTrustFiles(t, m, o.files)
 			checkStillUp(t, m)
