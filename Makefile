@@ -32,7 +32,7 @@ vet:
 # commit it there, as a seed, with the fix. Longer: make fuzz FUZZTIME=2m.
 FUZZTIME ?= 3s
 FUZZ := ./chunkcache:FuzzSafetensorsHeader ./chunkcache:FuzzSafetensorsIndex \
-	./fetch:FuzzValidPath ./fetch:FuzzCheckManifest \
+	./fetch:FuzzValidPath ./fetch:FuzzCheckManifest ./fetch:FuzzContentRange \
 	./fetch/config:FuzzParseConfig ./fetch/config:FuzzMatch \
 	./fetch/hf:FuzzTreeListing ./fetch/hf:FuzzNextLink ./fetch/hf:FuzzHubContentRange \
 	./fetch/s3src:FuzzS3Object ./fetch/s3src:FuzzS3ContentRange ./fetch/gcssrc:FuzzGCSObject
