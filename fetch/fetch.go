@@ -94,6 +94,14 @@ type Source interface {
 	RangeReader
 }
 
+// SecretHolder is a Source that can name the credential values it may send
+// (a token, a secret key, a private key), so that the daemon can redact
+// them from whatever it shows, without knowing each origin's kind of
+// credential. Every Source of this module is one.
+type SecretHolder interface {
+	Secrets() []string
+}
+
 // ValidPath reports whether a listed name (relative to the volume) can be
 // a file path: no leading '/', no empty, "." or ".." segment, no NUL.
 func ValidPath(p string) bool {

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -13,8 +10,6 @@ import (
 	"github.com/weightfs/weightfs/cmd/weightfs/control"
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
-	"github.com/weightfs/weightfs/fetch/gcssrc"
-	"github.com/weightfs/weightfs/fetch/s3src"
 	"github.com/weightfs/weightfs/fetch/sources"
 )
 
@@ -113,40 +108,8 @@ func (u unopened) Stats() chunkcache.ObjectStats {
 
 // secretValues collects every credential the origins of entries may use,
 // for redaction: error text from origins is already redacted at the source,
-// and this makes sure /status cannot be the place one slips through.
+// and this makes sure /status cannot be the place one slips through. Each
+// origin names its own (fetch.SecretHolder).
 func secretValues(entries []config.Entry, env sources.Env) []string {
-	var out []string
-	for _, k := range []string{"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
-		out = append(out, os.Getenv(k))
-	}
-	for _, e := range entries {
-		switch e.Kind {
-		case config.KindHF:
-			if tok, _, err := env.Secrets.HFToken(e.SecretName); err == nil {
-				out = append(out, tok)
-			}
-		case config.KindS3:
-			if c, err := s3src.FindCredentials(env.Secrets, e.SecretName, env.DataDir); err == nil && c != nil {
-				out = append(out, c.SecretAccessKey, c.SessionToken)
-			}
-		case config.KindGCS:
-			if sa, err := gcssrc.FindServiceAccount(env.Secrets, e.SecretName, env.DataDir); err == nil && sa != nil {
-				var key struct {
-					PrivateKey   string `json:"private_key"`
-					PrivateKeyID string `json:"private_key_id"`
-				}
-				if json.Unmarshal(sa.JSON, &key) == nil {
-					out = append(out, key.PrivateKey, key.PrivateKeyID)
-				}
-			}
-		}
-	}
-	// Whitespace-only or tiny values would redact ordinary words.
-	kept := out[:0]
-	for _, v := range out {
-		if len(strings.TrimSpace(v)) >= 8 {
-			kept = append(kept, v)
-		}
-	}
-	return kept
+	return sources.Secrets(entries, env)
 }

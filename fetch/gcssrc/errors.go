@@ -2,7 +2,6 @@ package gcssrc
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,13 +99,5 @@ func (s *Source) classify(err error, oi opInfo) error {
 // redact removes the service account's private key material from text that
 // passed near it (belt and braces: the libraries do not echo it).
 func (s *Source) redact(msg string) string {
-	if s.opts.ServiceAccount == nil {
-		return msg
-	}
-	var key struct {
-		PrivateKey   string `json:"private_key"`
-		PrivateKeyID string `json:"private_key_id"`
-	}
-	_ = json.Unmarshal(s.opts.ServiceAccount.JSON, &key)
-	return config.Redact(msg, key.PrivateKey, key.PrivateKeyID)
+	return config.Redact(msg, s.Secrets()...)
 }

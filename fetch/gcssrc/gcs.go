@@ -13,6 +13,7 @@ package gcssrc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -119,7 +120,24 @@ type clientState struct {
 	compressed bool
 }
 
-var _ fetch.Source = (*Source)(nil)
+var (
+	_ fetch.Source       = (*Source)(nil)
+	_ fetch.SecretHolder = (*Source)(nil)
+)
+
+// Secrets are the service account's private key and its ID. Application
+// Default Credentials are the auth library's, and it echoes none.
+func (s *Source) Secrets() []string {
+	if s.opts.ServiceAccount == nil {
+		return nil
+	}
+	var key struct {
+		PrivateKey   string `json:"private_key"`
+		PrivateKeyID string `json:"private_key_id"`
+	}
+	_ = json.Unmarshal(s.opts.ServiceAccount.JSON, &key)
+	return []string{key.PrivateKey, key.PrivateKeyID}
+}
 
 // New returns a Source for e. Nothing is contacted until List or ReadRange.
 func New(e config.Entry, o Options) *Source {

@@ -67,7 +67,18 @@ type Source struct {
 	resolving map[cdnKey]chan struct{} // GUARDED_BY(mu); closed once the resolve in flight knows where the file is
 }
 
-var _ fetch.Source = (*Source)(nil)
+var (
+	_ fetch.Source       = (*Source)(nil)
+	_ fetch.SecretHolder = (*Source)(nil)
+)
+
+// Secrets is the token, the only credential the Source sends.
+func (s *Source) Secrets() []string {
+	if s.token == "" {
+		return nil
+	}
+	return []string{s.token}
+}
 
 // New returns a Source for e. Configuration problems (a malformed endpoint or
 // repo id) are reported, permanently, by List and ReadRange, so that wiring

@@ -114,7 +114,7 @@ func ctxErr(err error) error {
 
 func (s *Source) redact(msg string) string {
 	if c := s.opts.Credentials; c != nil {
-		return config.Redact(msg, c.AccessKeyID, c.SecretAccessKey, c.SessionToken)
+		return config.Redact(msg, append(s.Secrets(), c.AccessKeyID)...)
 	}
 	return msg
 }

@@ -138,7 +138,20 @@ type clientState struct {
 	from   string // the credential source
 }
 
-var _ fetch.Source = (*Source)(nil)
+var (
+	_ fetch.Source       = (*Source)(nil)
+	_ fetch.SecretHolder = (*Source)(nil)
+)
+
+// Secrets are the static keys' secret parts, or, when the default AWS chain
+// is used, the secret parts it may read from the process environment. (The
+// access key ID names the key; it does not sign.)
+func (s *Source) Secrets() []string {
+	if c := s.opts.Credentials; c != nil {
+		return []string{c.SecretAccessKey, c.SessionToken}
+	}
+	return []string{os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN")}
+}
 
 // New returns a Source for e. Nothing is contacted until List or ReadRange.
 func New(e config.Entry, o Options) *Source {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
@@ -79,4 +80,27 @@ func Open(e config.Entry, env Env) (fetch.Source, error) {
 		return gcssrc.New(e, o), nil
 	}
 	return nil, fmt.Errorf("%s: kind %q is not supported yet", e.Name(), e.Kind)
+}
+
+// Secrets collects every credential value the origins of entries may send,
+// for redaction, by asking each Source (fetch.SecretHolder) rather than
+// knowing each kind's credentials here. An entry whose Source cannot be
+// opened holds none (opening it fails the mount anyway). Whitespace-only or
+// tiny values are left out: redacting them would hide ordinary words.
+func Secrets(entries []config.Entry, env Env) []string {
+	var out []string
+	for _, e := range entries {
+		src, err := Open(e, env)
+		if err != nil {
+			continue
+		}
+		if h, ok := src.(fetch.SecretHolder); ok {
+			for _, v := range h.Secrets() {
+				if len(strings.TrimSpace(v)) >= 8 {
+					out = append(out, v)
+				}
+			}
+		}
+	}
+	return out
 }
