@@ -45,6 +45,37 @@ func TestTrustFlippedBytesHealWithoutRestart(t *testing.T) {
 	}
 }
 
+// Every transient fault at once (resets, 503s, short bodies under correct
+// headers, 3 s stalls and flipped bytes, 30% of content responses in all):
+// wait returns 0 and every file is right, with no restart, on every source.
+//
+// Fails before this change: resets, 503s, truncation and stalls were
+// retried well, but the flips left shards "bad" after one refetch (wait
+// exit 2), as in TestTrustFlippedBytesHealWithoutRestart.
+func TestTrustMixedTransientFaultsEndVerified(t *testing.T) {
+	for _, src := range trustSources {
+		t.Run(src, func(t *testing.T) {
+			o := newTrustOrigin(t, src)
+			o.proxy.SetRates(faultproxy.Rates{Reset: 0.05, Status5xx: 0.05, Truncate: 0.05, Stall: 0.05, StallFor: 3 * time.Second, Flip: 0.1})
+			m, addr := o.mount(t)
+			r := trustWait(t, addr, 150*time.Second)
+			if r.code != 0 {
+				t.Errorf("wait exit %d, want 0", r.code)
+			}
+			st := o.proxy.Stats()
+			t.Logf("%s: %d content responses, faults %v", src, st.ContentRequests, st.Faults)
+			for _, k := range []faultproxy.Kind{faultproxy.Reset, faultproxy.Status5xx, faultproxy.Truncate, faultproxy.Flip} {
+				if st.Faults[k] == 0 {
+					t.Errorf("no %s was injected in %d content responses", k, st.ContentRequests)
+				}
+			}
+			checkStates(t, trustFileStates(t, addr), "verified")
+			checkTrustFiles(t, m, o.files)
+			checkStillUp(t, m)
+		})
+	}
+}
+
 // With --strict-verify, a sequential reader (4 MiB reads, loader order)
 // and an mmap reader (reverse order, at the same time) see no wrong byte
 // while 20% of content responses carry one, on every source.
