@@ -90,6 +90,8 @@ type retrying struct {
 	p RetryPolicy
 }
 
+var _ RangeReader = (*retrying)(nil)
+
 func (r *retrying) ReadRange(ctx context.Context, f File, off int64, p []byte) error {
 	return r.p.Do(ctx, func(ctx context.Context) error { return r.r.ReadRange(ctx, f, off, p) })
 }

@@ -65,7 +65,7 @@ func (n *fileNode) contentLocked() (Content, error) {
 		if err != nil {
 			return nil, err
 		}
-		if d, ok := c.(dropNotifier); ok {
+		if d, ok := c.(DropNotifier); ok {
 			// Bytes that failed verification may sit in the kernel's page
 			// cache (FOPEN_KEEP_CACHE): evict them so they are never
 			// served again; the next read comes back to the daemon.
@@ -187,8 +187,12 @@ func (r *dataResult) Done() {
 	}
 }
 
-// dropNotifier is implemented by content that can discard bytes it served.
-type dropNotifier interface{ OnDrop(func()) }
+// DropNotifier is implemented by Content that can discard bytes it served
+// (they failed verification): fn is then called, and the file's pages are
+// evicted from the kernel's cache. It is probed for, not required, so the
+// Content a daemon opens is asserted to be one where it is built
+// (cmd/weightfs): a rename must not silently turn eviction off.
+type DropNotifier interface{ OnDrop(fn func()) }
 
 // handle is one open file. backing is set when the kernel reads a local
 // copy directly.

@@ -177,6 +177,8 @@ func (w *faultWriter) stall() bool {
 }
 
 // Flush lets handlers that assert http.Flusher flush through this wrapper.
+var _ http.Flusher = (*faultWriter)(nil) // probed by http.ResponseController
+
 func (w *faultWriter) Flush() { http.NewResponseController(w.ResponseWriter).Flush() }
 
 // Unwrap lets http.ResponseController reach the connection through this
