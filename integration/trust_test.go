@@ -7,6 +7,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -109,8 +110,8 @@ func TestTrustStrictVerifyReadersSeeNoWrongByte(t *testing.T) {
 						t.Errorf("%s reader under --strict-verify:\n%s", r.name, bad)
 					}
 				case <-deadline:
-					t.Fatalf("the %s reader was still reading after 150s (the read timeout is 90s); files: %+v\ndaemon log:\n%s",
-						r.name, trustFileStates(t, addr), tail(m.stderr.String(), 40))
+					t.Fatalf("the %s reader was still reading after 150s (the read timeout is 90s); files:\n%s\ndaemon log:\n%s",
+						r.name, describeStates(trustFileStates(t, addr)), tail(m.stderr.String(), 40))
 				}
 			}
 			// Without the flag this model is cached and verified in a few
@@ -310,6 +311,16 @@ func checkStates(t *testing.T, states map[string]chunkcache.ObjectStats, want st
 			t.Errorf("%s: state %q (error %q), want %q", p, f.State, f.Error, want)
 		}
 	}
+}
+
+// describeStates is one line per file: state, bytes cached, failures, error.
+func describeStates(states map[string]chunkcache.ObjectStats) string {
+	var b strings.Builder
+	for _, p := range sortedKeys(states) {
+		f := states[p]
+		fmt.Fprintf(&b, "  %s: %s, %d/%d bytes, %d failures %s\n", p, f.State, f.CachedBytes, f.Size, f.Failures, f.Error)
+	}
+	return b.String()
 }
 
 // checkStillUp fails if the daemon exited: everything above happened in
