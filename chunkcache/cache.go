@@ -1,9 +1,17 @@
-// Package chunkcache owns the bytes of remote files at rest: fixed-size
-// chunks fetched with ranged reads, kept in a sparse file per object on local
-// disk and, when hot, in a bounded memory tier. It decides which chunk is
-// wanted next (readahead, background prefetch) and verifies whole files
-// against their checksums. It must not know about FUSE, and it never holds a
-// lock across network I/O.
+// Package chunkcache is the fetch scheduler above the chunk store
+// (chunkcache/store): it composes an origin's fetch.RangeReader with the
+// store, fetching fixed-size chunks with ranged reads. It owns the fetches
+// in flight (one per chunk, shared by every reader) and the lifetime of
+// their buffers; which chunk is wanted next (demand before readahead before
+// the prefetch plan); background retries; and verifying whole files against
+// their checksums, healing those that fail. Bytes at rest are the store's;
+// saved manifests are chunkcache/store/manifests'. It must not know about
+// FUSE, and it never holds a lock across network I/O.
+//
+// Layers, top down: Cache and Object (cache.go, object.go, read.go) serve
+// reads; sched.go, readahead.go and prefetch.go decide what to fetch;
+// call.go runs one chunk fetch; verify.go, heal.go, strict.go and retry.go
+// judge files and try again; store.Chunks keeps the bytes.
 package chunkcache
 
 import (
@@ -12,12 +20,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/internal/bufpool"
+	"github.com/weightfs/weightfs/chunkcache/store"
+	"github.com/weightfs/weightfs/chunkcache/store/manifests"
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -90,31 +100,6 @@ type Options struct {
 // streams); the buffer pool and the daemon's memory limit allow for them.
 const DemandSlack = 4
 
-// Events receives what the cache does; all methods must be cheap and safe
-// for concurrent use. NopEvents is the default.
-type Events interface {
-	Fetched(origin string, bytes int64, d time.Duration)
-	Hit(tier string) // "memory" or "disk"
-	Miss()
-	Waited(d time.Duration) // a reader waited on the network this long
-	FetchFailed(origin string, err error)
-	Verified(path string, ok bool)
-	// ServedBad reports a file some of whose bytes were served to readers
-	// before the file failed verification: those readers must reload.
-	ServedBad(path string)
-}
-
-// NopEvents ignores everything.
-type NopEvents struct{}
-
-func (NopEvents) Fetched(string, int64, time.Duration) {}
-func (NopEvents) Hit(string)                           {}
-func (NopEvents) Miss()                                {}
-func (NopEvents) Waited(time.Duration)                 {}
-func (NopEvents) FetchFailed(string, error)            {}
-func (NopEvents) Verified(string, bool)                {}
-func (NopEvents) ServedBad(string)                     {}
-
 // MaxFileSize is the largest file the cache accepts (fetch.MaxFileSize): a
 // listing that claims more is broken or hostile, and is refused before
 // anything is sized from it.
@@ -122,14 +107,14 @@ const MaxFileSize = fetch.MaxFileSize
 
 // Cache is the set of cached objects under one directory.
 type Cache struct {
-	opts     Options
-	log      *slog.Logger
-	mem      *memTier
-	sched    *sched
-	verifier *verifier
-	retrier  *retrier
-	bufs     *bufPool // chunk buffers
-	readBufs *bufPool // O_DIRECT reads of the cache files
+	opts      Options
+	log       *slog.Logger
+	store     store.Store
+	manifests *manifests.Store // nil when opened over a store of a test's
+	sched     *sched
+	verifier  *verifier
+	retrier   *retrier
+	bufs      *bufpool.Pool // chunk buffers
 
 	lastRead atomic.Int64 // unix nanos of the latest read by a client
 
@@ -160,16 +145,34 @@ func (c *Cache) storeDisabled() error {
 	return nil
 }
 
-// Open prepares the cache directory.
+// Open prepares the cache directory and starts the scheduler's workers.
 func Open(o Options) (*Cache, error) {
 	if o.Dir == "" {
 		return nil, fmt.Errorf("cache dir is not set: pass --cache-dir")
 	}
+	o, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(store.Options{Dir: o.Dir, ChunkSize: o.ChunkSize, MemoryBytes: o.MemoryBytes, DirectWrites: o.DirectWrites})
+	if err != nil {
+		return nil, err
+	}
+	mf, err := manifests.Open(o.Dir)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	return newCache(o, st, mf), nil
+}
+
+// withDefaults fills in the zero values.
+func (o Options) withDefaults() (Options, error) {
 	if o.ChunkSize <= 0 {
 		o.ChunkSize = DefaultChunkSize
 	}
 	if o.ChunkSize > 1<<30 {
-		return nil, fmt.Errorf("chunk size %d is too large: at most 1 GiB", o.ChunkSize)
+		return o, fmt.Errorf("chunk size %d is too large: at most 1 GiB", o.ChunkSize)
 	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
@@ -201,28 +204,23 @@ func Open(o Options) (*Cache, error) {
 	if o.Events == nil {
 		o.Events = NopEvents{}
 	}
-	if err := makePrivateDirs(o.Dir); err != nil {
-		return nil, err
-	}
-	mem, err := newMemTier(o.MemoryBytes)
-	if err != nil {
-		return nil, err
-	}
-	c := &Cache{opts: o, log: o.Logger, mem: mem, objects: map[string]*Object{}}
-	c.bufs = newBufPool(o.ChunkSize, o.MaxWorkers+DemandSlack, false)
-	// Reads of a cache file written with O_DIRECT (see readDirect): up to a
-	// FUSE request, 1 MiB, plus alignment slack.
-	c.readBufs = newBufPool(1<<20+2*directAlign, 16, true)
+	return o, nil
+}
+
+// newCache starts the scheduler over st (opts defaulted already).
+func newCache(o Options, st store.Store, mf *manifests.Store) *Cache {
+	c := &Cache{opts: o, log: o.Logger, store: st, manifests: mf, objects: map[string]*Object{}}
+	c.bufs = bufpool.New(o.ChunkSize, o.MaxWorkers+DemandSlack, false)
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
 	c.retrier = newRetrier(c)
 	if o.NoStore {
 		c.DisableStore(fmt.Errorf("not caching: the cache is set to stream only"))
 	}
-	return c, nil
+	return c
 }
 
-// Close releases open files and the memory tier.
+// Close releases open files and the store.
 //
 // It cancels fetches in flight and waits for them, so bytes that already
 // arrived are stored and nothing touches a file after it is closed.
@@ -241,7 +239,7 @@ func (c *Cache) Close() error {
 	for _, o := range objs {
 		o.close()
 	}
-	c.mem.close()
+	c.store.Close()
 	return nil
 }
 
@@ -322,6 +320,11 @@ func (c *Cache) Objects() []*Object {
 	return out
 }
 
-func (c *Cache) objectPath(key, ext string) string {
-	return filepath.Join(c.opts.Dir, "objects", key[:2], key+ext)
-}
+// Manifests is the store of saved manifests in the cache dir.
+func (c *Cache) Manifests() *manifests.Store { return c.manifests }
+
+// SaveManifest persists m under key (see manifests.Store.Save).
+func (c *Cache) SaveManifest(key string, m *fetch.Manifest) error { return c.manifests.Save(key, m) }
+
+// LoadManifest returns the manifest saved under key, or (nil, nil) if none.
+func (c *Cache) LoadManifest(key string) (*fetch.Manifest, error) { return c.manifests.Load(key) }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -186,7 +187,8 @@ func TestRestartServesCachedChunksWithoutOrigin(t *testing.T) {
 	}
 	c1.Close()
 	// Append a torn record (a crash mid-append): it must be ignored.
-	lf, _ := os.OpenFile(c1.objectPath(ObjectKey("test", f), ".chunks"), os.O_WRONLY|os.O_APPEND, 0)
+	key := ObjectKey("test", f)
+	lf, _ := os.OpenFile(filepath.Join(dir, "objects", key[:2], key+".chunks"), os.O_WRONLY|os.O_APPEND, 0)
 	lf.Write([]byte{2, 0})
 	lf.Close()
 
@@ -259,10 +261,10 @@ func TestCacheFileBytesWithAndWithoutDirectIO(t *testing.T) {
 			f := src.add("model.safetensors", size, 9)
 			c := openTestCache(t, Options{ChunkSize: testChunk, RangeSize: 16 << 10, ReadaheadMax: -1, DirectWrites: !tc.buffered})
 			o := testObject(t, c, f, src)
-			if !tc.buffered && o.direct == nil {
+			if !tc.buffered && !o.chunks.Direct() {
 				t.Log("this filesystem refused O_DIRECT: only the buffered fallback ran")
 			}
-			if tc.buffered && o.direct != nil {
+			if tc.buffered && o.chunks.Direct() {
 				t.Fatal("DirectWrites unset, yet the cache file was opened O_DIRECT")
 			}
 			for idx := 0; idx < o.NumChunks(); idx++ {
@@ -271,7 +273,7 @@ func TestCacheFileBytesWithAndWithoutDirectIO(t *testing.T) {
 				}
 			}
 			waitFor(t, "verification", o.Done)
-			got, err := os.ReadFile(c.objectPath(o.key, ".data"))
+			got, err := os.ReadFile(o.chunks.Path())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"golang.org/x/sync/errgroup"
+
+	"github.com/weightfs/weightfs/chunkcache/store"
 )
 
 // headRange is the size of the first ranged read of a file's first chunk.
@@ -103,9 +105,9 @@ func (o *Object) fetchParts(ctx context.Context, off int64, buf []byte, parts []
 // false when the whole call finished first (the caller then looks at its
 // outcome), when n is 0 (background fetches wait for the whole chunk), or
 // when content was dropped since the fetch started.
-func (o *Object) awaitParts(ctx context.Context, cl *call, within int64, n int) (pc piece, early bool, err error) {
+func (o *Object) awaitParts(ctx context.Context, cl *call, within int64, n int) (pc store.Piece, early bool, err error) {
 	if n == 0 || len(cl.parts) < 2 {
-		return piece{}, false, nil
+		return store.Piece{}, false, nil
 	}
 	end := within + int64(n)
 	for _, p := range cl.parts {
@@ -115,15 +117,15 @@ func (o *Object) awaitParts(ctx context.Context, cl *call, within int64, n int) 
 		select {
 		case <-p.ready:
 		case <-cl.done:
-			return piece{}, false, nil
+			return store.Piece{}, false, nil
 		case <-ctx.Done():
-			return piece{}, false, ctx.Err()
+			return store.Piece{}, false, ctx.Err()
 		}
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.gen != cl.gen || cl.owned == nil {
-		return piece{}, false, nil
+		return store.Piece{}, false, nil
 	}
-	return piece{data: cl.owned[within:end], n: n, done: func() { o.unref(cl) }}, true, nil
+	return store.Piece{Data: cl.owned[within:end], N: n, Done: func() { o.unref(cl) }}, true, nil
 }

@@ -114,7 +114,7 @@ func (o *Object) mismatch(gen uint64, want fetch.Checksum, got string) {
 	}
 	o.mu.Unlock()
 	if persistent {
-		o.punch()
+		o.chunks.Punch()
 	}
 	o.dataMu.Unlock()
 	// Not on this goroutine: evicting the kernel's pages waits for the
@@ -159,8 +159,8 @@ func (o *Object) startHeal(hs *healState, gen uint64) {
 func (o *Object) hashStored(block int64, gen uint64) ([]uint64, error) {
 	n := (o.file.Size + block - 1) / block
 	out := make([]uint64, 0, n)
-	buf := o.c.bufs.get(o.c.opts.ChunkSize)
-	defer o.c.bufs.put(buf)
+	buf := o.c.bufs.Get(o.c.opts.ChunkSize)
+	defer o.c.bufs.Put(buf)
 	for off := int64(0); off < o.file.Size; {
 		b := buf[:min(int64(len(buf)), o.file.Size-off)]
 		o.dataMu.RLock()
@@ -171,7 +171,7 @@ func (o *Object) hashStored(block int64, gen uint64) ([]uint64, error) {
 			o.dataMu.RUnlock()
 			return nil, errStale
 		}
-		k, err := o.readData(b, off)
+		k, err := o.chunks.ReadStored(b, off)
 		o.dataMu.RUnlock()
 		if k < len(b) {
 			return nil, fmt.Errorf("cache file is short at %d: %v", off+int64(k), err)

@@ -2,17 +2,12 @@ package chunkcache
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/store"
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -34,13 +29,14 @@ func (s state) String() string {
 // verification even after a refetch. The fs layer turns it into EIO.
 var ErrBadContent = errors.New("content failed verification")
 
-// Object is one file's bytes at rest: a sparse data file the size of the
-// file, an append-only log of which chunks in it are complete, and a marker
-// once the whole file is verified.
+// Object is one file as the scheduler sees it: its chunks at rest (the
+// store's), the fetches of them in flight, its readahead streams, and its
+// verdict.
 //
-// Lock order: dataMu before mu. dataMu is held (shared) while bytes move
-// between the data file and memory, and exclusively only to drop content
-// that failed verification; neither lock is ever held across network I/O.
+// Lock order: dataMu before mu before the store's own locks. dataMu is held
+// (shared) while bytes move between the store and memory, and exclusively
+// only to drop content that failed verification; neither lock is ever held
+// across network I/O.
 type Object struct {
 	c       *Cache
 	key     string
@@ -49,34 +45,28 @@ type Object struct {
 	src     fetch.RangeReader
 	nchunks int
 
-	data   *os.File    // sparse file of file.Size bytes
-	direct *directFile // the same file opened O_DIRECT, or nil (see direct.go)
-	logMu  sync.Mutex
-	logf   *os.File // GUARDED_BY(logMu): little-endian uint32 chunk indices
+	chunks store.Chunks // the bytes at rest and which chunks are complete
 
 	dataMu sync.RWMutex
 
-	mu         sync.Mutex
-	present    []bool           // GUARDED_BY(mu)
-	npresent   int              // GUARDED_BY(mu)
-	inflight   map[int]*call    // GUARDED_BY(mu)
-	gen        uint64           // GUARDED_BY(mu); bumped when content is dropped
-	state      state            // GUARDED_BY(mu); change it with setStateLocked
-	stateCh    chan struct{}    // GUARDED_BY(mu); closed and replaced on every state change
-	heal       *healState       // GUARDED_BY(mu); set while healing a failed verification
-	served     bool             // GUARDED_BY(mu); a client read bytes not yet verified
-	servedBad  bool             // GUARDED_BY(mu); ... and the file then failed verification
-	filling    bool             // GUARDED_BY(mu); a strict reader's fillAll is running
-	failed     map[int]struct{} // GUARDED_BY(mu); chunks whose last fetch or store failed
-	failures   int              // GUARDED_BY(mu); failed attempts since the last progress
-	progress   time.Time        // GUARDED_BY(mu); when a chunk was last stored or a verdict reached
-	lastErr    error            // GUARDED_BY(mu)
-	diskErr    error            // GUARDED_BY(mu); set once when writes fail
-	lastAccess time.Time        // GUARDED_BY(mu)
-	ra         readaheadState   // GUARDED_BY(mu)
-	waiters    map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
-	closed     bool             // GUARDED_BY(mu); the cache was closed
-	onDrop     []func()         // GUARDED_BY(mu); told when content is dropped
+	mu        sync.Mutex
+	inflight  map[int]*call    // GUARDED_BY(mu)
+	gen       uint64           // GUARDED_BY(mu); bumped when content is dropped
+	state     state            // GUARDED_BY(mu); change it with setStateLocked
+	stateCh   chan struct{}    // GUARDED_BY(mu); closed and replaced on every state change
+	heal      *healState       // GUARDED_BY(mu); set while healing a failed verification
+	served    bool             // GUARDED_BY(mu); a client read bytes not yet verified
+	servedBad bool             // GUARDED_BY(mu); ... and the file then failed verification
+	filling   bool             // GUARDED_BY(mu); a strict reader's fillAll is running
+	failed    map[int]struct{} // GUARDED_BY(mu); chunks whose last fetch or store failed
+	failures  int              // GUARDED_BY(mu); failed attempts since the last progress
+	progress  time.Time        // GUARDED_BY(mu); when a chunk was last stored or a verdict reached
+	lastErr   error            // GUARDED_BY(mu)
+	diskErr   error            // GUARDED_BY(mu); set once when writes fail
+	ra        readaheadState   // GUARDED_BY(mu)
+	waiters   map[int]struct{} // GUARDED_BY(mu); chunks a reader is blocked on
+	closed    bool             // GUARDED_BY(mu); the cache was closed
+	onDrop    []func()         // GUARDED_BY(mu); told when content is dropped
 }
 
 func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReader) (*Object, error) {
@@ -87,44 +77,12 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 	o := &Object{c: c, key: key, origin: origin, file: f, src: src, inflight: map[int]*call{}, waiters: map[int]struct{}{},
 		failed: map[int]struct{}{}, stateCh: make(chan struct{}), progress: time.Now()}
 	o.nchunks = int((f.Size + c.opts.ChunkSize - 1) / c.opts.ChunkSize)
-	o.present = make([]bool, o.nchunks)
-	dataPath := c.objectPath(key, ".data")
-	if err := os.MkdirAll(filepath.Dir(dataPath), privateDir); err != nil {
-		return nil, diskError(c.opts.Dir, err)
-	}
 	var err error
-	if o.data, err = openPrivate(dataPath, os.O_RDWR|os.O_CREATE); err != nil {
-		return nil, diskError(c.opts.Dir, err)
+	if o.chunks, err = c.store.Open(key, f.Size); err != nil {
+		return nil, err
 	}
-	st, err := o.data.Stat()
-	if err != nil {
-		o.data.Close()
-		return nil, diskError(c.opts.Dir, err)
-	}
-	if st.Size() != f.Size {
-		// A different size means a different (or torn) object: start over.
-		if err := o.data.Truncate(0); err == nil {
-			err = o.data.Truncate(f.Size)
-		}
-		if err != nil {
-			o.data.Close()
-			return nil, diskError(c.opts.Dir, err)
-		}
-		os.Remove(c.objectPath(key, ".chunks"))
-		os.Remove(c.objectPath(key, ".ok"))
-	}
-	if o.logf, err = openPrivate(c.objectPath(key, ".chunks"), os.O_RDWR|os.O_CREATE|os.O_APPEND); err != nil {
-		o.data.Close()
-		return nil, diskError(c.opts.Dir, err)
-	}
-	if o.direct, err = openDirect(dataPath, f.Size, c.opts.DirectWrites); err != nil {
-		o.data.Close()
-		o.logf.Close()
-		return nil, diskError(c.opts.Dir, err)
-	}
-	o.loadLog()
-	if o.npresent == o.nchunks {
-		if _, err := os.Stat(c.objectPath(key, ".ok")); err == nil {
+	if o.chunks.Count() == o.nchunks {
+		if o.chunks.Verified() {
 			o.setStateLocked(stateVerified)
 		} else {
 			o.setStateLocked(stateVerifying)
@@ -134,34 +92,13 @@ func openObject(c *Cache, key, origin string, f fetch.File, src fetch.RangeReade
 	return o, nil
 }
 
-// loadLog reads the presence log. A torn last record (crash mid-append) is
-// ignored, so a chunk only counts once its index was fully written, which
-// happens only after its bytes were.
-func (o *Object) loadLog() {
-	b, err := io.ReadAll(o.logf)
-	if err != nil {
-		return
-	}
-	for i := 0; i+4 <= len(b); i += 4 {
-		idx := int(binary.LittleEndian.Uint32(b[i:]))
-		if idx < o.nchunks && !o.present[idx] {
-			o.present[idx] = true
-			o.npresent++
-		}
-	}
-}
-
 func (o *Object) close() {
 	o.mu.Lock()
 	o.closed = true
 	o.mu.Unlock()
 	o.dataMu.Lock() // wait for readers and the verifier to let go of the file
-	o.data.Close()
-	o.direct.close()
+	o.chunks.Close()
 	o.dataMu.Unlock()
-	o.logMu.Lock()
-	o.logf.Close()
-	o.logMu.Unlock()
 }
 
 // File is the manifest entry this object caches.
@@ -178,10 +115,6 @@ func (o *Object) chunkBounds(idx int) (off, n int64) {
 	return off, min(o.c.opts.ChunkSize, o.file.Size-off)
 }
 
-func (o *Object) memKey(gen uint64, idx int) string {
-	return o.key + "/" + strconv.FormatUint(gen, 10) + "/" + strconv.Itoa(idx)
-}
-
 // fetch downloads chunk idx as parallel sub-ranges (cl.parts, see newCall),
 // stores it, and wakes every waiter. It runs on its own deadline, detached
 // from any reader, so a reader that gives up does not waste the work others
@@ -192,7 +125,7 @@ func (o *Object) fetch(idx int, cl *call) {
 	ctx, cancel := context.WithTimeout(o.c.sched.ctx, o.c.opts.FetchTimeout)
 	defer cancel()
 	cOff, cLen := o.chunkBounds(idx)
-	buf := o.c.bufs.get(cLen)
+	buf := o.c.bufs.Get(cLen)
 	o.mu.Lock()
 	cl.owned = buf
 	o.mu.Unlock()
@@ -251,7 +184,7 @@ func (o *Object) unref(cl *call) {
 	}
 	o.mu.Unlock()
 	if free {
-		o.c.bufs.put(buf)
+		o.c.bufs.Put(buf)
 	}
 }
 
@@ -262,7 +195,7 @@ func (o *Object) unref(cl *call) {
 // cache, so keeping them would only churn memory. Without a page cache
 // copy (O_DIRECT writes) every chunk a reader waited for is worth it.
 func (o *Object) memWorthy(idx int) bool {
-	return idx == 0 || o.nchunks <= 4 || o.direct != nil
+	return idx == 0 || o.nchunks <= 4 || o.chunks.Direct()
 }
 
 // store writes a fetched chunk to disk and marks it present. A failed
@@ -283,30 +216,17 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	if stale || o.c.storeDisabled() != nil {
 		return false
 	}
-	cOff, _ := o.chunkBounds(idx)
-	err := o.writeData(buf, cOff)
-	if err == nil {
-		var rec [4]byte
-		binary.LittleEndian.PutUint32(rec[:], uint32(idx))
-		o.logMu.Lock()
-		_, err = o.logf.Write(rec[:])
-		o.logMu.Unlock()
-	}
+	kept, err := o.chunks.Put(idx, buf, toMem)
 	if err != nil {
 		o.noteDiskError(err)
 		o.noteFailure(idx, o.diskErrNow())
 		return false
 	}
-	if toMem {
-		kept = o.c.mem.put(o.memKey(gen, idx), buf)
-	}
 	o.mu.Lock()
 	complete := false
-	if o.gen == gen && !o.present[idx] {
-		o.present[idx] = true
-		o.npresent++
+	if o.gen == gen {
 		o.progressLocked(idx)
-		if o.npresent == o.nchunks && o.state == stateFilling {
+		if o.chunks.Count() == o.nchunks && o.state == stateFilling {
 			o.setStateLocked(stateVerifying)
 			complete = true
 		}
@@ -328,19 +248,11 @@ func (o *Object) diskErrNow() error {
 func (o *Object) noteDiskError(err error) {
 	o.mu.Lock()
 	first := o.diskErr == nil
-	o.diskErr = diskError(o.c.opts.Dir, err)
+	o.diskErr = err // the store's, naming the cache dir
 	o.mu.Unlock()
 	if first {
 		o.c.log.Error("cannot store fetched bytes; serving from memory without caching", "file", o.file.Path, "err", o.diskErr)
 	}
-}
-
-// diskError names the cache dir and what to do, especially when it is full.
-func diskError(dir string, err error) error {
-	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
-		return fmt.Errorf("cache dir %s is full: free space there or point --cache-dir at a bigger disk (%w)", dir, err)
-	}
-	return fmt.Errorf("cache dir %s: %w", dir, err)
 }
 
 // OnDrop registers fn to run whenever the object's content is dropped
@@ -355,7 +267,5 @@ func (o *Object) OnDrop(fn func()) {
 
 // Present reports whether chunk idx is on disk.
 func (o *Object) Present(idx int) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return idx >= 0 && idx < o.nchunks && o.present[idx]
+	return o.chunks.Present(idx)
 }

@@ -6,23 +6,9 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/weightfs/weightfs/chunkcache/store"
 )
-
-// piece locates part of one chunk: bytes in memory (immutable for as long
-// as anyone holds them), or n bytes at off of the object's data file.
-type piece struct {
-	data []byte
-	off  int64
-	n    int
-	done func() // set when data is a lent buffer: hands it back
-}
-
-// release lets go of the piece's buffer, if it borrowed one.
-func (o *Object) release(pc piece) {
-	if pc.done != nil {
-		pc.done()
-	}
-}
 
 // ReadAt fills p from offset off. It returns fewer bytes only at end of
 // file. Reads of different chunks, or of present chunks, never wait on each
@@ -110,10 +96,10 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if pc.data != nil {
-		return pc.data, nil, pc.done, nil
+	if pc.Data != nil {
+		return pc.Data, nil, pc.Done, nil
 	}
-	return nil, io.NewSectionReader(o.data, pc.off, int64(pc.n)), nil, nil
+	return nil, io.NewSectionReader(pc.File, pc.Off, int64(pc.N)), nil, nil
 }
 
 // copyOut copies [off, off+len(p)) into p, chunk by chunk.
@@ -129,10 +115,10 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 		if err != nil {
 			return n, err
 		}
-		if pc.data != nil {
-			copy(p[n:n+want], pc.data)
-			o.release(pc)
-		} else if _, err := o.data.ReadAt(p[n:n+want], pc.off); err != nil && !errors.Is(err, io.EOF) {
+		if pc.Data != nil {
+			copy(p[n:n+want], pc.Data)
+			pc.Release()
+		} else if _, err := pc.File.ReadAt(p[n:n+want], pc.Off); err != nil && !errors.Is(err, io.EOF) {
 			return n, fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
 		}
 		n += want
@@ -147,27 +133,27 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 // content is only ever dropped by punching a hole (the file keeps its size,
 // so a racing read sees zeros, never a short read that the kernel would
 // take for end of file) and a drop evicts the kernel's copy afterwards.
-func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, demand bool) (piece, error) {
+func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, demand bool) (store.Piece, error) {
 	for attempt := 0; ; attempt++ {
 		o.dataMu.RLock()
 		o.mu.Lock()
 		if o.state == stateBad {
 			o.mu.Unlock()
 			o.dataMu.RUnlock()
-			return piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrBadContent)
+			return store.Piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrBadContent)
 		}
 		gen := o.gen
-		if o.present[idx] {
+		if o.chunks.Present(idx) {
 			o.mu.Unlock()
 			o.dataMu.RUnlock()
-			return o.presentPiece(gen, idx, within, n), nil
+			return o.presentPiece(idx, within, n), nil
 		}
 		cl, ok := o.inflight[idx]
 		if !ok {
 			if !o.c.startFetch() {
 				o.mu.Unlock()
 				o.dataMu.RUnlock()
-				return piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrClosed)
+				return store.Piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrClosed)
 			}
 			cl = o.newCall(idx, gen, demand)
 			o.inflight[idx] = cl
@@ -219,42 +205,35 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 			}
 		}
 		if err != nil {
-			return piece{}, err
+			return store.Piece{}, err
 		}
 		if cl.err != nil {
-			return piece{}, cl.err
+			return store.Piece{}, cl.err
 		}
 		if cl.buf != nil {
-			pc := piece{data: cl.buf[within : within+int64(n)], n: n}
+			pc := store.Piece{Data: cl.buf[within : within+int64(n)], N: n}
 			if n > 0 {
-				pc.done = func() { o.unref(cl) }
+				pc.Done = func() { o.unref(cl) }
 			}
 			return pc, nil
 		}
 		// The fetch finished but its bytes were dropped (verification
 		// failed meanwhile): look again, a bounded number of times.
 		if attempt >= 2 {
-			return piece{}, fmt.Errorf("%s %s: chunk %d: content dropped during read", o.origin, o.file.Path, idx)
+			return store.Piece{}, fmt.Errorf("%s %s: chunk %d: content dropped during read", o.origin, o.file.Path, idx)
 		}
 	}
 }
 
-// presentPiece serves a present chunk from the memory tier, or else points
-// at the data file.
-func (o *Object) presentPiece(gen uint64, idx int, within int64, n int) piece {
+// presentPiece serves a present chunk from the store: its memory tier, or
+// the data file.
+func (o *Object) presentPiece(idx int, within int64, n int) store.Piece {
 	if n == 0 {
-		return piece{}
+		return store.Piece{}
 	}
-	if b, ok := o.c.mem.get(o.memKey(gen, idx)); ok {
-		o.c.opts.Events.Hit("memory")
-		return piece{data: b[within : within+int64(n)], n: n}
-	}
-	o.c.opts.Events.Hit("disk")
-	cOff, _ := o.chunkBounds(idx)
-	if pc, ok := o.readDirect(cOff+within, n); ok {
-		return pc
-	}
-	return piece{off: cOff + within, n: n}
+	pc, tier := o.chunks.Get(idx, within, n)
+	o.c.opts.Events.Hit(tier)
+	return pc
 }
 
 // Ensure makes chunk idx present (fetching it if needed) without copying it

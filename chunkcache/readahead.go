@@ -68,7 +68,7 @@ func (o *Object) noteAccess(off, n int64) {
 	if target > from {
 		cs := o.c.opts.ChunkSize
 		for idx := int(from / cs); idx <= int((target-1)/cs); idx++ {
-			if !o.present[idx] && o.inflight[idx] == nil {
+			if !o.chunks.Present(idx) && o.inflight[idx] == nil {
 				todo = append(todo, idx)
 			}
 		}

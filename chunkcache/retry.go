@@ -153,7 +153,7 @@ func (o *Object) retry() {
 	delete(o.failed, verifyChunk)
 	var todo []int
 	for idx := range o.failed {
-		if !o.present[idx] {
+		if !o.chunks.Present(idx) {
 			todo = append(todo, idx)
 		}
 		delete(o.failed, idx)
@@ -164,7 +164,7 @@ func (o *Object) retry() {
 		}
 		todo = todo[:1]
 	}
-	reverify = reverify && o.npresent == o.nchunks && o.state == stateVerifying
+	reverify = reverify && o.chunks.Count() == o.nchunks && o.state == stateVerifying
 	o.mu.Unlock()
 	if reverify {
 		o.c.verifier.queue(o)

@@ -33,8 +33,8 @@ func (o *Object) Stats() ObjectStats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	var cached int64
-	for i, p := range o.present {
-		if p {
+	for i := 0; i < o.nchunks; i++ {
+		if o.chunks.Present(i) {
 			_, n := o.chunkBounds(i)
 			cached += n
 		}
@@ -76,5 +76,5 @@ func (o *Object) BackingPath() (string, bool) {
 	if !o.Done() {
 		return "", false
 	}
-	return o.c.objectPath(o.key, ".data"), true
+	return o.chunks.Path(), true
 }

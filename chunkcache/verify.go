@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/weightfs/weightfs/fetch"
 )
@@ -123,9 +120,7 @@ func (o *Object) verify(v *verifier) {
 		return
 	}
 	if got == want.Value {
-		if f, err := openPrivate(o.c.objectPath(o.key, ".ok"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC); err == nil {
-			f.Close()
-		}
+		o.chunks.MarkVerified()
 		o.mu.Lock()
 		healed := o.heal != nil
 		if o.gen == gen {
@@ -153,8 +148,8 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	buf := o.c.bufs.get(verifyBlock)
-	defer o.c.bufs.put(buf)
+	buf := o.c.bufs.Get(verifyBlock)
+	defer o.c.bufs.Put(buf)
 	for off := int64(0); off < o.file.Size; {
 		start := time.Now()
 		b := buf[:min(int64(len(buf)), o.file.Size-off)]
@@ -166,7 +161,7 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 			o.dataMu.RUnlock()
 			return "", errStale
 		}
-		n, err := o.readData(b, off)
+		n, err := o.chunks.ReadStored(b, off)
 		o.dataMu.RUnlock()
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", err
@@ -194,28 +189,16 @@ func (o *Object) setStateLocked(s state) {
 }
 
 // forget marks every chunk absent under a new generation, so in-flight
-// fetches and memory-tier entries of the old one are never served, and
-// clears the presence log. The bytes stay in the data file (healing
-// compares against them) until punched. Layers above are told to forget
-// their copies (the kernel's page cache above all).
+// fetches of the old one are never served, and drops them in the store
+// (its presence log, verified mark and memory copies). The bytes stay in
+// the data file (healing compares against them) until punched.
 // LOCKS_REQUIRED(dataMu, exclusive)
 func (o *Object) forget() {
 	o.mu.Lock()
-	oldGen := o.gen
 	o.gen++
-	for i := range o.present {
-		o.present[i] = false
-	}
-	o.npresent = 0
 	o.setStateLocked(stateFilling)
 	o.mu.Unlock()
-	for i := 0; i < o.nchunks; i++ {
-		o.c.mem.del(o.memKey(oldGen, i))
-	}
-	o.logMu.Lock()
-	o.logf.Truncate(0)
-	o.logMu.Unlock()
-	os.Remove(o.c.objectPath(o.key, ".ok"))
+	o.chunks.Drop()
 }
 
 // notifyDrop tells the layers above that content they may hold is gone.
@@ -225,22 +208,5 @@ func (o *Object) notifyDrop() {
 	o.mu.Unlock()
 	for _, fn := range fns {
 		fn()
-	}
-}
-
-// punch zeroes the data file without changing its size, so a read racing
-// the drop sees zeros (then evicted) rather than a short read, which the
-// kernel would take for the end of the file.
-// LOCKS_REQUIRED(dataMu)
-func (o *Object) punch() {
-	if o.file.Size == 0 {
-		return
-	}
-	err := unix.Fallocate(int(o.data.Fd()), unix.FALLOC_FL_KEEP_SIZE|unix.FALLOC_FL_PUNCH_HOLE, 0, o.file.Size)
-	if err != nil {
-		// No hole punching on this filesystem: the gap is only a window
-		// of a few microseconds.
-		o.data.Truncate(0)
-		o.data.Truncate(o.file.Size)
 	}
 }

@@ -1,4 +1,4 @@
-package chunkcache
+package store
 
 import (
 	"errors"
@@ -32,22 +32,22 @@ import (
 // pooled buffer, when writes are direct too: the bytes were written past the
 // page cache, and reading them through it would fill it after all. ok is
 // false when it cannot (not enabled, too big, refused): read buffered then.
-func (o *Object) readDirect(off int64, n int) (piece, bool) {
-	if o.direct == nil || o.direct.off.Load() {
-		return piece{}, false
+func (f *File) readDirect(off int64, n int) (Piece, bool) {
+	if f.direct == nil || f.direct.off.Load() {
+		return Piece{}, false
 	}
 	start := off / directAlign * directAlign
 	span := (off + int64(n) - start + directAlign - 1) / directAlign * directAlign
-	if span > int64(o.c.readBufs.size) {
-		return piece{}, false
+	if span > int64(f.d.readBufs.Size()) {
+		return Piece{}, false
 	}
-	buf := o.c.readBufs.get(span)
-	got, done, err := o.direct.readAt(buf, start)
+	buf := f.d.readBufs.Get(span)
+	got, done, err := f.direct.readAt(buf, start)
 	if !done || err != nil || int64(got) < off-start+int64(n) {
-		o.c.readBufs.put(buf)
-		return piece{}, false
+		f.d.readBufs.Put(buf)
+		return Piece{}, false
 	}
-	return piece{data: buf[off-start : off-start+int64(n)], n: n, done: func() { o.c.readBufs.put(buf) }}, true
+	return Piece{Data: buf[off-start : off-start+int64(n)], N: n, Done: func() { f.d.readBufs.Put(buf) }}, true
 }
 
 // directAlign is the alignment O_DIRECT needs of offsets, lengths and
@@ -137,18 +137,18 @@ func (d *directFile) close() {
 }
 
 // writeData writes b at off of the cache file, with O_DIRECT when it can.
-func (o *Object) writeData(b []byte, off int64) error {
-	if done, err := o.direct.writeAt(b, off); done {
+func (f *File) writeData(b []byte, off int64) error {
+	if done, err := f.direct.writeAt(b, off); done {
 		return err
 	}
-	_, err := o.data.WriteAt(b, off)
+	_, err := f.data.WriteAt(b, off)
 	return err
 }
 
 // readData reads b at off of the cache file, with O_DIRECT when it can.
-func (o *Object) readData(b []byte, off int64) (int, error) {
-	if n, done, err := o.direct.readAt(b, off); done {
+func (f *File) readData(b []byte, off int64) (int, error) {
+	if n, done, err := f.direct.readAt(b, off); done {
 		return n, err
 	}
-	return o.data.ReadAt(b, off)
+	return f.data.ReadAt(b, off)
 }

@@ -1,4 +1,4 @@
-package chunkcache
+package store
 
 import (
 	"fmt"
