@@ -87,7 +87,7 @@ func runMount(c *cli.Context) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	env := sourceEnv(c, log)
-	rs, err := resolveAll(ctx, entries, env, cache, c.Bool("refresh"))
+	rs, err := resolveAll(ctx, entries, env, cache.Manifests(), c.Bool("refresh"))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/weightfs/weightfs/chunkcache"
+	"github.com/weightfs/weightfs/chunkcache/store/manifests"
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
 	"github.com/weightfs/weightfs/fetch/sources"
@@ -31,10 +32,19 @@ type resolved struct {
 	fromDisk bool // the manifest was loaded, not listed
 }
 
+// manifestStore keeps listings between starts: chunkcache/store/manifests,
+// which ls and fetch open alone, without a cache and its workers.
+type manifestStore interface {
+	Load(key string) (*fetch.Manifest, error)
+	Save(key string, m *fetch.Manifest) error
+}
+
+var _ manifestStore = (*manifests.Store)(nil)
+
 // resolveAll lists every entry in parallel. A saved manifest is used as is
 // (no network), unless refresh is set; listing errors of all entries are
 // reported together.
-func resolveAll(ctx context.Context, entries []config.Entry, env sources.Env, cache *chunkcache.Cache, refresh bool) ([]*resolved, error) {
+func resolveAll(ctx context.Context, entries []config.Entry, env sources.Env, saved manifestStore, refresh bool) ([]*resolved, error) {
 	out := make([]*resolved, len(entries))
 	errs := make([]error, len(entries))
 	var wg sync.WaitGroup
@@ -42,7 +52,7 @@ func resolveAll(ctx context.Context, entries []config.Entry, env sources.Env, ca
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out[i], errs[i] = resolveOne(ctx, e, env, cache, refresh)
+			out[i], errs[i] = resolveOne(ctx, e, env, saved, refresh)
 		}()
 	}
 	wg.Wait()
@@ -52,7 +62,7 @@ func resolveAll(ctx context.Context, entries []config.Entry, env sources.Env, ca
 	return out, nil
 }
 
-func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chunkcache.Cache, refresh bool) (*resolved, error) {
+func resolveOne(ctx context.Context, e config.Entry, env sources.Env, saved manifestStore, refresh bool) (*resolved, error) {
 	src, err := sources.Open(e, env)
 	if err != nil {
 		return nil, err
@@ -60,7 +70,7 @@ func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chu
 	r := &resolved{entry: e, origin: sources.Origin(e), src: src}
 	key := manifestKey(e, env)
 	if !refresh {
-		m, err := cache.LoadManifest(key)
+		m, err := saved.Load(key)
 		if err != nil {
 			return nil, err
 		}
@@ -79,7 +89,7 @@ func resolveOne(ctx context.Context, e config.Entry, env sources.Env, cache *chu
 	m.Volume = e.VolumeFolder
 	// Saved as listed, before the check, so every later start that loads
 	// it names the refused entries again.
-	if err := cache.SaveManifest(key, m); err != nil {
+	if err := saved.Save(key, m); err != nil {
 		return nil, fmt.Errorf("%s: saving its manifest: %w", e.Name(), err)
 	}
 	refuseImpossible(e, m, env.Logger)
@@ -115,13 +125,13 @@ func resolveConfig(c *cli.Context, log *slog.Logger) (rs []*resolved, ctx contex
 	}
 	logWarnings(log, entries)
 	warnExposedCredentials(log, entries, sourceEnv(c, log))
-	cache, err := chunkcache.Open(chunkcache.Options{Dir: c.String("cache-dir"), MemoryBytes: -1, Logger: log})
+	saved, err := manifests.Open(c.String("cache-dir"))
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	done = func() { stop(); cache.Close() }
-	if rs, err = resolveAll(ctx, entries, sourceEnv(c, log), cache, c.Bool("refresh")); err != nil {
+	done = stop
+	if rs, err = resolveAll(ctx, entries, sourceEnv(c, log), saved, c.Bool("refresh")); err != nil {
 		done()
 		return nil, nil, nil, err
 	}

@@ -64,7 +64,7 @@ func TestResolveOneRefusesImpossibleEntriesListedAndLoaded(t *testing.T) {
 	for _, fromDisk := range []bool{false, true} {
 		var logs bytes.Buffer
 		log := slog.New(slog.NewTextHandler(&logs, nil))
-		r, err := resolveOne(context.Background(), e, testEnv(log, map[string]string{"HF_ENDPOINT": h.URL()}), cache, false)
+		r, err := resolveOne(context.Background(), e, testEnv(log, map[string]string{"HF_ENDPOINT": h.URL()}), cache.Manifests(), false)
 		if err != nil {
 			t.Fatalf("fromDisk=%v: %v", fromDisk, err)
 		}
@@ -149,7 +149,7 @@ func TestResolveOneDoesNotShareManifestsAcrossHubs(t *testing.T) {
 		defer h.Close()
 		h.AddRepo(hubemu.Repo{ID: "acme/m", Dir: dir, Commit: commit})
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		r, err := resolveOne(context.Background(), e, testEnv(quiet, map[string]string{"HF_ENDPOINT": h.URL()}), cache, false)
+		r, err := resolveOne(context.Background(), e, testEnv(quiet, map[string]string{"HF_ENDPOINT": h.URL()}), cache.Manifests(), false)
 		if err != nil {
 			t.Fatal(err)
 		}
