@@ -79,11 +79,17 @@ func (d *Dir) OpenFile(key string, size int64) (*File, error) {
 
 // loadLog reads the presence log. A torn last record (crash mid-append) is
 // ignored, so a chunk only counts once its index was fully written, which
-// happens only after its bytes were.
+// happens only after its bytes were; and it is cut off, or every record
+// appended after it would be read askew (its two bytes and the next
+// record's first two make an index whose chunk was never written).
 func (f *File) loadLog() {
 	b, err := io.ReadAll(f.logf)
 	if err != nil {
 		return
+	}
+	if torn := len(b) % 4; torn != 0 {
+		b = b[:len(b)-torn]
+		f.logf.Truncate(int64(len(b)))
 	}
 	for i := 0; i+4 <= len(b); i += 4 {
 		idx := int(binary.LittleEndian.Uint32(b[i:]))
