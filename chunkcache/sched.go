@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // job asks for one chunk of one object.
@@ -197,5 +198,51 @@ func (s *sched) run(j job) {
 	defer cancel()
 	if err := j.o.Ensure(ctx, j.idx); err != nil {
 		s.c.log.Debug("background fetch failed", "file", j.o.file.Path, "chunk", j.idx, "err", err)
+	}
+}
+
+// adapt tunes how many plan workers run: more while throughput grows,
+// fewer when adding them made it worse (a slow link gains nothing from
+// more connections but latency for readers).
+func (s *sched) adapt(ctx context.Context) {
+	maxW := int32(s.c.opts.MaxWorkers)
+	minW := max(maxW/4, 1)
+	s.setTarget(max(maxW/2, minW))
+	// The ticker runs only while the plan does: once every plan job is
+	// taken there is nothing left to tune.
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := s.c.fetchedBytes.Load()
+	var lastRate float64
+	grew := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.quit:
+			return
+		case <-t.C:
+		}
+		if s.plan() == nil {
+			s.setTarget(maxW)
+			return
+		}
+		now := s.c.fetchedBytes.Load()
+		rate := float64(now - last)
+		last = now
+		cur := s.target.Load()
+		switch {
+		case rate == 0:
+			// Idle (done, paused or offline): nothing to learn.
+		case grew && rate < lastRate*0.9 && cur > minW:
+			s.setTarget(cur - 1)
+			grew = false
+		case rate >= lastRate*1.05 && cur < maxW:
+			s.setTarget(min(cur+2, maxW))
+			grew = true
+		default:
+			grew = false
+		}
+		lastRate = rate
 	}
 }
