@@ -52,7 +52,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	}
 	if errors.Is(err, storage.ErrBucketNotExist) {
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, &fetch.StatusError{Op: oi.op, Status: 404}, "%s: bucket %q does not exist at %s: check repo_id",
-			s.entry.Name(), s.bucket, s.endpointName()))
+			s.b.Entry.Name(), s.b.Name, s.endpointName()))
 	}
 	if oi.read && errors.Is(err, storage.ErrObjectNotExist) {
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, &fetch.StatusError{Op: oi.op, Status: 404},
@@ -74,7 +74,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	switch {
 	case ge.Code == http.StatusNotFound && !oi.read:
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, st, "%s: bucket %q does not exist at %s: check repo_id",
-			s.entry.Name(), s.bucket, s.endpointName()))
+			s.b.Entry.Name(), s.b.Name, s.endpointName()))
 	case ge.Code == http.StatusNotFound || ge.Code == http.StatusPreconditionFailed:
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, st,
 			"%s: the listed generation no longer exists: the object changed since it was listed; list the entry again", oi.what))
@@ -84,7 +84,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	case ge.Code == http.StatusUnauthorized || ge.Code == http.StatusForbidden:
 		return fetch.Permanent(newErr([]error{ErrAccessDenied}, st,
 			"%s: access denied using %s%s: grant storage.objects.list and storage.objects.get on bucket %q, or set the %s secret (or %s/%s) to a service account key that has them",
-			oi.what, s.credFromName(), said, s.bucket, s.secretName(), s.dataDirName(), ServiceAccountFile))
+			oi.what, s.credFromName(), said, s.b.Name, s.secretName(), s.dataDirName(), ServiceAccountFile))
 	case ge.Code == http.StatusTooManyRequests:
 		return newErr([]error{ErrThrottled}, st, "%s: throttled by %s, will retry", oi.what, s.endpointName())
 	case ge.Code == http.StatusRequestTimeout || ge.Code >= 500:

@@ -21,7 +21,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"cloud.google.com/go/auth"
 	"cloud.google.com/go/auth/credentials"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/objstore"
 )
 
 // EmulatorEnv names the emulator variable the storage library also honours.
@@ -97,17 +97,9 @@ func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, gete
 
 // Source serves one gcs entry. It is safe for concurrent use.
 type Source struct {
-	entry  config.Entry
-	bucket string
-	prefix string // "" or ending in '/'
+	b      objstore.Bucket
 	opts   Options
-	log    *slog.Logger
-	retry  fetch.RetryPolicy
-
-	// init is a one-slot semaphore around building the client, so waiting
-	// callers still honour their own ctx. ready is set once, under init.
-	init  chan struct{}
-	ready atomic.Pointer[clientState]
+	client objstore.Lazy[clientState] // built on first use
 }
 
 type clientState struct {
@@ -141,18 +133,7 @@ func (s *Source) Secrets() []string {
 
 // New returns a Source for e. Nothing is contacted until List or ReadRange.
 func New(e config.Entry, o Options) *Source {
-	s := &Source{entry: e, bucket: e.Bucket(), prefix: e.Prefix(), opts: o, log: o.Logger, retry: o.Retry,
-		init: make(chan struct{}, 1)}
-	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
-		s.prefix += "/" // a prefix names a folder, as in S3
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	s.log = s.log.With("repo", e.RepoID)
-	if s.retry.OnRetry == nil {
-		s.retry.OnRetry = func(err error) { s.log.Warn("GCS request failed, retrying", "err", err) }
-	}
+	s := &Source{b: objstore.New(e, "gs", "GCS", o.Logger, o.Retry), opts: o}
 	if s.opts.Transport == nil {
 		s.opts.Transport = NewTransport()
 	}
@@ -166,21 +147,14 @@ func New(e config.Entry, o Options) *Source {
 // nil: the one every origin shares (fetch.NewTransport).
 func NewTransport() *http.Transport { return fetch.NewTransport() }
 
-// getClient builds the storage client on first use. A failed build is not
-// remembered, so a transient failure is retried by the next caller.
+// getClient returns the storage client, building it on first use. A failed
+// build is not remembered, so a transient failure is retried by the next
+// caller.
 func (s *Source) getClient(ctx context.Context) (*clientState, error) {
-	if st := s.ready.Load(); st != nil {
-		return st, nil
-	}
-	select {
-	case s.init <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
-	}
-	defer func() { <-s.init }()
-	if st := s.ready.Load(); st != nil {
-		return st, nil
-	}
+	return s.client.Get(ctx, s.b.Entry.Name(), s.newClient)
+}
+
+func (s *Source) newClient(ctx context.Context) (*clientState, error) {
 	hc, from, err := s.httpClient(ctx)
 	if err != nil {
 		return nil, err
@@ -191,7 +165,7 @@ func (s *Source) getClient(ctx context.Context) (*clientState, error) {
 	ep := s.opts.Endpoint
 	if s.opts.Emulator != "" {
 		if ep, err = emulatorEndpoint(s.opts.Emulator); err != nil {
-			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.entry.Name(), EmulatorEnv, err))
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.b.Entry.Name(), EmulatorEnv, err))
 		}
 	}
 	jsonReads := false
@@ -206,12 +180,10 @@ func (s *Source) getClient(ctx context.Context) (*clientState, error) {
 	}
 	c, err := storage.NewClient(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: creating the GCS client: %s", s.entry.Name(), s.redact(err.Error()))
+		return nil, fmt.Errorf("%s: creating the GCS client: %s", s.b.Entry.Name(), s.redact(err.Error()))
 	}
 	c.SetRetry(storage.WithPolicy(storage.RetryNever)) // fetch.RetryPolicy decides
-	st := &clientState{c: c, from: from, compressed: !jsonReads}
-	s.ready.Store(st)
-	return st, nil
+	return &clientState{c: c, from: from, compressed: !jsonReads}, nil
 }
 
 // httpClient returns the authenticating HTTP client and names its
@@ -230,7 +202,7 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 			&credentials.DetectOptions{Scopes: scopes})
 		if err != nil {
 			return nil, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
-				"%s: %s: not a usable service account key: %s", s.entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error())))
+				"%s: %s: not a usable service account key: %s", s.b.Entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error())))
 		}
 		creds, from = c, s.opts.ServiceAccount.From
 	case s.opts.Anonymous:
@@ -251,17 +223,17 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 		select {
 		case r = <-done:
 		case <-ctx.Done():
-			return nil, "", fmt.Errorf("%s: looking for Application Default Credentials: %w", s.entry.Name(), ctx.Err())
+			return nil, "", fmt.Errorf("%s: looking for Application Default Credentials: %w", s.b.Entry.Name(), ctx.Err())
 		}
 		if r.err != nil {
-			s.log.Warn("no Application Default Credentials: reading GCS anonymously", "reason", r.err)
+			s.b.Log.Warn("no Application Default Credentials: reading GCS anonymously", "reason", r.err)
 			return plain, "no credentials (no service account key and no Application Default Credentials were found)", nil
 		}
 		creds, from = r.c, "Application Default Credentials"
 	}
 	hc, err := httptransport.NewClient(&httptransport.Options{Credentials: creds, BaseRoundTripper: s.opts.Transport, DisableTelemetry: true})
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: building the GCS HTTP client with %s: %s", s.entry.Name(), from, s.redact(err.Error()))
+		return nil, "", fmt.Errorf("%s: building the GCS HTTP client with %s: %s", s.b.Entry.Name(), from, s.redact(err.Error()))
 	}
 	return hc, from, nil
 }
@@ -298,7 +270,7 @@ func (s *Source) endpointName() string {
 }
 
 func (s *Source) credFromName() string {
-	if st := s.ready.Load(); st != nil {
+	if st := s.client.Load(); st != nil {
 		return st.from
 	}
 	if s.opts.ServiceAccount != nil {
@@ -307,22 +279,5 @@ func (s *Source) credFromName() string {
 	return "Application Default Credentials"
 }
 
-func (s *Source) secretName() string {
-	if s.opts.SecretName == "" {
-		return config.DefaultSecretName
-	}
-	return s.opts.SecretName
-}
-
-func (s *Source) dataDirName() string {
-	if s.opts.DataDir == "" {
-		return DefaultDataDir
-	}
-	return s.opts.DataDir
-}
-
-// where names an object for messages:
-// `model_cache[0] (gs://bkt/p): object "a/b.bin" at gs://bkt/p/a/b.bin`.
-func (s *Source) where(path string) string {
-	return fmt.Sprintf("%s: object %q at gs://%s/%s%s", s.entry.Name(), path, s.bucket, s.prefix, path)
-}
+func (s *Source) secretName() string  { return objstore.Or(s.opts.SecretName, config.DefaultSecretName) }
+func (s *Source) dataDirName() string { return objstore.Or(s.opts.DataDir, DefaultDataDir) }

@@ -6,9 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/storage"
@@ -16,10 +14,6 @@ import (
 
 	"github.com/weightfs/weightfs/fetch"
 )
-
-// maxPages caps pagination: ten million objects at the page size, while
-// still ending a server that loops.
-const maxPages = 10000
 
 // listedAttrs are the only attributes List asks for.
 var listedAttrs = []string{"Name", "Size", "Generation", "MD5", "CRC32C"}
@@ -30,7 +24,7 @@ var listedAttrs = []string{"Name", "Size", "Generation", "MD5", "CRC32C"}
 func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	resolved := time.Now().UTC()
 	var c *storage.Client
-	err := s.retry.Do(ctx, func(ctx context.Context) error {
+	err := s.b.Retry.Do(ctx, func(ctx context.Context) error {
 		st, err := s.getClient(ctx)
 		if err == nil {
 			c = st.c
@@ -40,30 +34,25 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := &storage.Query{Prefix: s.prefix, Projection: storage.ProjectionNoACL}
+	q := &storage.Query{Prefix: s.b.Prefix, Projection: storage.ProjectionNoACL}
 	if err := q.SetAttrSelection(listedAttrs); err != nil {
-		return nil, fmt.Errorf("%s: %w", s.entry.Name(), err) // a bug: the names are fixed
+		return nil, fmt.Errorf("%s: %w", s.b.Entry.Name(), err) // a bug: the names are fixed
 	}
-	where := fmt.Sprintf("listing gs://%s/%s for %s", s.bucket, s.prefix, s.entry.Name())
-	var (
-		files   []fetch.File
-		total   int
-		skipped []string
-		token   string
-	)
-	for pageNum := 0; ; pageNum++ {
-		if pageNum >= maxPages {
-			return nil, fetch.Permanent(fmt.Errorf("%s: more than %d pages; narrow the prefix", where, maxPages))
+	l := s.b.NewListing("names")
+	var token string
+	for {
+		if err := l.Page(); err != nil {
+			return nil, err
 		}
 		var page []*storage.ObjectAttrs
 		var next string
-		err := s.retry.Do(ctx, func(ctx context.Context) error {
+		err := s.b.Retry.Do(ctx, func(ctx context.Context) error {
 			// A fresh iterator per attempt: a failed one stays failed.
 			page = page[:0]
 			var err error
-			next, err = iterator.NewPager(c.Bucket(s.bucket).Objects(ctx, q), s.opts.PageSize, token).NextPage(&page)
+			next, err = iterator.NewPager(c.Bucket(s.b.Name).Objects(ctx, q), s.opts.PageSize, token).NextPage(&page)
 			if err != nil {
-				return s.classify(err, opInfo{op: "GET list gs://" + s.bucket + "/" + s.prefix, what: where})
+				return s.classify(err, opInfo{op: "GET list " + s.b.URL(s.b.Prefix), what: l.Where()})
 			}
 			return nil
 		})
@@ -71,56 +60,18 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			return nil, err
 		}
 		for _, o := range page {
-			rel, isFile := relName(s.prefix, o.Name)
-			if !isFile {
-				continue // a "folder" placeholder or the prefix itself
-			}
-			if !fetch.ValidPath(rel) {
-				skipped = append(skipped, o.Name)
-				continue
-			}
-			total++
-			if !s.entry.Wants(rel) {
-				continue
-			}
-			f, err := fileOf(rel, o)
-			if err != nil {
-				// One broken entry never takes the mount down: it is
-				// refused alone and the rest served.
-				s.log.Error("refusing listed object", "listing", where, "err", err)
-				continue
-			}
-			files = append(files, f)
+			l.Add(o.Name, func(rel string) (fetch.File, error) { return fileOf(rel, o) })
 		}
 		if next == "" {
 			break
 		}
 		token = next
 	}
-	if len(skipped) > 0 {
-		s.log.Warn("skipped objects whose names are not usable as file paths (empty, '.' or '..' segments)",
-			"count", len(skipped), "first", skipped[0])
+	files, err := l.Done()
+	if err != nil {
+		return nil, err
 	}
-	if len(files) == 0 && total == 0 {
-		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
-			"%s: no objects at all under bucket %q prefix %q, so nothing for allow_patterns %q / ignore_patterns %q: check repo_id",
-			s.entry.Name(), s.bucket, s.prefix, nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns)))
-	}
-	if len(files) == 0 {
-		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
-			"%s: no object matches allow_patterns %q and ignore_patterns %q under bucket %q prefix %q (%d objects there)",
-			s.entry.Name(), nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns), s.bucket, s.prefix, total))
-	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	return &fetch.Manifest{Volume: s.entry.VolumeFolder, Kind: "gcs", RepoID: s.entry.RepoID, Resolved: resolved, Files: files}, nil
-}
-
-// relName is an object name's path under prefix, and whether it names a
-// file there: the prefix itself and "folder" placeholders (ending in '/')
-// do not. The path may still be unusable; see fetch.ValidPath.
-func relName(prefix, name string) (string, bool) {
-	rel, ok := strings.CutPrefix(name, prefix)
-	return rel, ok && rel != "" && !strings.HasSuffix(rel, "/")
+	return &fetch.Manifest{Volume: s.b.Entry.VolumeFolder, Kind: "gcs", RepoID: s.b.Entry.RepoID, Resolved: resolved, Files: files}, nil
 }
 
 // fileOf turns a listed object at rel into a File pinned to its
@@ -151,21 +102,22 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 	if len(p) == 0 {
 		return nil
 	}
-	end := off + int64(len(p))
-	if off < 0 || end > f.Size || end < off {
-		return fetch.Permanent(fmt.Errorf("%s: range [%d, %d) is outside the object's %d bytes", s.where(f.Path), off, end, f.Size))
-	}
 	gen, err := strconv.ParseInt(f.Version, 10, 64)
+	pin := f.Version
 	if err != nil || gen <= 0 {
-		return fetch.Permanent(fmt.Errorf("%s: no generation recorded, so the read cannot be pinned; list the entry again", s.where(f.Path)))
+		pin = ""
 	}
+	if err := s.b.CheckRead(f, off, len(p), pin, "generation"); err != nil {
+		return err
+	}
+	end := off + int64(len(p))
 	st, err := s.getClient(ctx)
 	if err != nil {
 		return err
 	}
-	key := s.prefix + f.Path
-	oi := opInfo{op: fmt.Sprintf("GET gs://%s/%s#%d bytes=%d-%d", s.bucket, key, gen, off, end-1), what: s.where(f.Path), read: true}
-	r, err := st.c.Bucket(s.bucket).Object(key).Generation(gen).ReadCompressed(st.compressed).NewRangeReader(ctx, off, int64(len(p)))
+	key := s.b.Prefix + f.Path
+	oi := opInfo{op: fmt.Sprintf("GET %s#%d bytes=%d-%d", s.b.URL(key), gen, off, end-1), what: s.b.Where(f.Path), read: true}
+	r, err := st.c.Bucket(s.b.Name).Object(key).Generation(gen).ReadCompressed(st.compressed).NewRangeReader(ctx, off, int64(len(p)))
 	if err != nil {
 		return s.classify(err, oi)
 	}
@@ -193,11 +145,4 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 		return newErr([]error{ErrBadResponse, err}, nil, "%s: reading the body of bytes %d-%d: %s", oi.what, off, end-1, s.redact(err.Error()))
 	}
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

@@ -11,6 +11,8 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/objstore"
+	"github.com/weightfs/weightfs/fetch/objstore/objstoretest"
 )
 
 // One object of a GCS listing, as the client library hands it over (it
@@ -37,7 +39,7 @@ func FuzzGCSObject(f *testing.F) {
 		f.Add("p/", name, int64(1), int64(1), md5, uint32(1), "")
 	}
 	f.Fuzz(func(t *testing.T, prefix, name string, size, gen int64, md5 []byte, crc uint32, neighbour string) {
-		rel, isFile := relName(prefix, name)
+		rel, isFile := objstore.RelPath(prefix, name)
 		if !isFile {
 			if strings.HasPrefix(name, prefix) && name != prefix && !strings.HasSuffix(name, "/") {
 				t.Fatalf("name %q under prefix %q taken for a folder", name, prefix)
@@ -71,31 +73,6 @@ func FuzzGCSObject(f *testing.F) {
 		if fl.Checksum != want {
 			t.Fatalf("object %q: checksum %s, want %s", name, fl.Checksum, want)
 		}
-		checkListed(t, fl, neighbour)
+		objstoretest.CheckListed(t, fl, neighbour)
 	})
-}
-
-// checkListed runs fl and a neighbour through fetch.CheckManifest and
-// checks that what is kept can be served: a size the cache can hold, a
-// clean path, no path that is both a file and a directory.
-func checkListed(t *testing.T, fl fetch.File, neighbour string) {
-	m := &fetch.Manifest{Files: []fetch.File{fl}}
-	if neighbour != "" {
-		m.Files = append(m.Files, fetch.File{Path: neighbour, Size: 1})
-	}
-	listed := len(m.Files)
-	errs := fetch.CheckManifest(m)
-	if len(errs)+len(m.Files) != listed {
-		t.Fatalf("%d listed, %d kept, %d refused", listed, len(m.Files), len(errs))
-	}
-	for _, k := range m.Files {
-		if k.Size < 0 || k.Size > fetch.MaxFileSize || !fetch.ValidPath(k.Path) {
-			t.Fatalf("kept impossible file %q of %d bytes", k.Path, k.Size)
-		}
-		for _, o := range m.Files {
-			if strings.HasPrefix(o.Path, k.Path+"/") {
-				t.Fatalf("kept %q as a file and as the directory of %q", k.Path, o.Path)
-			}
-		}
-	}
 }

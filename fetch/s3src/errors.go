@@ -72,7 +72,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	switch {
 	case code == "NoSuchBucket" || (status == http.StatusNotFound && !oi.read && code != "NoSuchKey"):
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, st,
-			"%s: bucket %q does not exist at %s: check repo_id", s.entry.Name(), s.bucket, s.endpointName()))
+			"%s: bucket %q does not exist at %s: check repo_id", s.b.Entry.Name(), s.b.Name, s.endpointName()))
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed":
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, st,
 			"%s: the object changed since it was listed (its ETag no longer matches); list the entry again", oi.what))
@@ -87,11 +87,11 @@ func (s *Source) classify(err error, oi opInfo) error {
 		used, from := s.region()
 		return fetch.Permanent(newErr([]error{ErrWrongRegion}, st,
 			"%s: bucket %q is in region %s but region %s was used (from %s): set AWS_REGION=%s or the region field of the credentials",
-			oi.what, s.bucket, bucketRegion, used, from, bucketRegion))
+			oi.what, s.b.Name, bucketRegion, used, from, bucketRegion))
 	case accessCodes[code] || status == http.StatusUnauthorized || status == http.StatusForbidden:
 		return fetch.Permanent(newErr([]error{ErrAccessDenied}, st,
 			"%s: access denied using %s: grant s3:ListBucket and s3:GetObject on bucket %q, or set the %s secret (or %s/%s) to credentials that can",
-			oi.what, s.credFromName(), s.bucket, s.secretName(), s.dataDirName(), CredentialsFile))
+			oi.what, s.credFromName(), s.b.Name, s.secretName(), s.dataDirName(), CredentialsFile))
 	case status == http.StatusTooManyRequests || code == "SlowDown" || code == "RequestLimitExceeded":
 		return newErr([]error{ErrThrottled}, st, "%s: throttled by %s, will retry", oi.what, s.endpointName())
 	case status == http.StatusRequestTimeout || code == "RequestTimeout" || status >= 500:

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -17,10 +16,6 @@ import (
 
 	"github.com/weightfs/weightfs/fetch"
 )
-
-// maxPages caps pagination: ten million keys at S3's page size, while still
-// ending a store that loops.
-const maxPages = 10000
 
 // ExtraRegion is the File.Extra key holding the region the object was listed
 // in, so reads after a restart need not ask the bucket again.
@@ -36,7 +31,7 @@ var md5ETagRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	resolved := time.Now().UTC()
 	var c *s3.Client
-	err := s.retry.Do(ctx, func(ctx context.Context) error {
+	err := s.b.Retry.Do(ctx, func(ctx context.Context) error {
 		var err error
 		c, err = s.getClient(ctx, "")
 		return err
@@ -46,30 +41,26 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 	}
 	region, _ := s.region()
 	var (
-		files       []fetch.File
-		inspect     []int // indexes into files worth a HeadObject (see inspect)
-		total       int
-		skipped     []string
+		l           = s.b.NewListing("keys")
+		inspect     []int // indexes into l.Files() worth a HeadObject (see inspect)
 		token       *string
-		where       = fmt.Sprintf("listing s3://%s/%s for %s", s.bucket, s.prefix, s.entry.Name())
 		pageSize    = s.opts.PageSize
-		pageNum     int
 		prefixInput *string
 	)
-	if s.prefix != "" {
-		prefixInput = aws.String(s.prefix)
+	if s.b.Prefix != "" {
+		prefixInput = aws.String(s.b.Prefix)
 	}
-	for ; ; pageNum++ {
-		if pageNum >= maxPages {
-			return nil, fetch.Permanent(fmt.Errorf("%s: more than %d pages; narrow the prefix", where, maxPages))
+	for {
+		if err := l.Page(); err != nil {
+			return nil, err
 		}
 		var page *s3.ListObjectsV2Output
-		err := s.retry.Do(ctx, func(ctx context.Context) error {
+		err := s.b.Retry.Do(ctx, func(ctx context.Context) error {
 			out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{
-				Bucket: aws.String(s.bucket), Prefix: prefixInput, ContinuationToken: token, MaxKeys: aws.Int32(pageSize),
+				Bucket: aws.String(s.b.Name), Prefix: prefixInput, ContinuationToken: token, MaxKeys: aws.Int32(pageSize),
 			})
 			if err != nil {
-				return s.classify(err, opInfo{op: "ListObjectsV2 s3://" + s.bucket + "/" + s.prefix, what: where})
+				return s.classify(err, opInfo{op: "ListObjectsV2 " + s.b.URL(s.b.Prefix), what: l.Where()})
 			}
 			page = out
 			return nil
@@ -78,74 +69,36 @@ func (s *Source) List(ctx context.Context) (*fetch.Manifest, error) {
 			return nil, err
 		}
 		for _, obj := range page.Contents {
-			key := aws.ToString(obj.Key)
-			rel, isFile := relKey(s.prefix, key)
-			if !isFile {
-				continue // a "directory marker" (console folders) or the prefix itself
+			kept := l.Add(aws.ToString(obj.Key), func(rel string) (fetch.File, error) { return fileOf(rel, obj, region) })
+			if files := l.Files(); kept && (hasFullSHA256(obj) || !files[len(files)-1].Checksum.IsZero()) {
+				inspect = append(inspect, len(files)-1)
 			}
-			if !fetch.ValidPath(rel) {
-				skipped = append(skipped, key)
-				continue
-			}
-			total++
-			if !s.entry.Wants(rel) {
-				continue
-			}
-			f, err := fileOf(rel, obj, region)
-			if err != nil {
-				// One broken entry never takes the mount down: it is
-				// refused alone and the rest served.
-				s.log.Error("refusing listed object", "listing", where, "err", err)
-				continue
-			}
-			if hasFullSHA256(obj) || !f.Checksum.IsZero() {
-				inspect = append(inspect, len(files))
-			}
-			files = append(files, f)
 		}
 		if !aws.ToBool(page.IsTruncated) {
 			break
 		}
 		if aws.ToString(page.NextContinuationToken) == "" {
-			return nil, fmt.Errorf("%s: the store said the listing is truncated but gave no continuation token", where)
+			return nil, fmt.Errorf("%s: the store said the listing is truncated but gave no continuation token", l.Where())
 		}
 		token = page.NextContinuationToken
 	}
-	if len(skipped) > 0 {
-		s.log.Warn("skipped objects whose keys are not usable as file paths (empty, '.' or '..' segments)",
-			"count", len(skipped), "first", skipped[0])
-	}
-	if len(files) == 0 && total == 0 {
-		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
-			"%s: no objects at all under bucket %q prefix %q, so nothing for allow_patterns %q / ignore_patterns %q: check repo_id",
-			s.entry.Name(), s.bucket, s.prefix, nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns)))
-	}
-	if len(files) == 0 {
-		return nil, fetch.Permanent(newErr([]error{ErrNoMatchingFiles}, nil,
-			"%s: no object matches allow_patterns %q and ignore_patterns %q under bucket %q prefix %q (%d objects there)",
-			s.entry.Name(), nonNil(s.entry.AllowPatterns), nonNil(s.entry.IgnorePatterns), s.bucket, s.prefix, total))
-	}
-	if err := s.inspect(ctx, c, files, inspect); err != nil {
+	// Before Done sorts them: inspect holds indexes in listing order.
+	if err := s.inspect(ctx, c, l.Files(), inspect); err != nil {
 		return nil, err
 	}
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
+	files, err := l.Done()
+	if err != nil {
+		return nil, err
+	}
 	return &fetch.Manifest{
-		Volume:   s.entry.VolumeFolder,
+		Volume:   s.b.Entry.VolumeFolder,
 		Kind:     "s3",
-		RepoID:   s.entry.RepoID,
+		RepoID:   s.b.Entry.RepoID,
 		Revision: "",
 		Commit:   "",
 		Resolved: resolved,
 		Files:    files,
 	}, nil
-}
-
-// relKey is key's path under prefix, and whether it names a file there: the
-// prefix itself and "directory markers" (console folders, ending in '/') do
-// not. The path may still be unusable; see fetch.ValidPath.
-func relKey(prefix, key string) (string, bool) {
-	rel, ok := strings.CutPrefix(key, prefix)
-	return rel, ok && rel != "" && !strings.HasSuffix(rel, "/")
 }
 
 // fileOf turns a listed object at rel into a File pinned to its ETag. Its
@@ -217,18 +170,18 @@ func (s *Source) inspect(ctx context.Context, c *s3.Client, files []fetch.File, 
 		go func(f *fetch.File) {
 			defer func() { <-sem; wg.Done() }()
 			var out *s3.HeadObjectOutput
-			err := s.retry.Do(ctx, func(ctx context.Context) error {
-				o, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + f.Path),
+			err := s.b.Retry.Do(ctx, func(ctx context.Context) error {
+				o, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.b.Name), Key: aws.String(s.b.Prefix + f.Path),
 					IfMatch: aws.String(f.Version), ChecksumMode: types.ChecksumModeEnabled})
 				if err != nil {
-					return s.classify(err, opInfo{op: "HeadObject s3://" + s.bucket + "/" + s.prefix + f.Path, what: s.where(f.Path), read: true})
+					return s.classify(err, opInfo{op: "HeadObject s3://" + s.b.Name + "/" + s.b.Prefix + f.Path, what: s.b.Where(f.Path), read: true})
 				}
 				out = o
 				return nil
 			})
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("could not confirm the object's checksum; serving it unverified", "path", f.Path, "err", err)
+					s.b.Log.Warn("could not confirm the object's checksum; serving it unverified", "path", f.Path, "err", err)
 				}
 				f.Checksum = fetch.Checksum{}
 				return
@@ -246,14 +199,7 @@ func (s *Source) inspect(ctx context.Context, c *s3.Client, files []fetch.File, 
 	}
 	wg.Wait()
 	if ctx.Err() != nil {
-		return fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
+		return fmt.Errorf("%s: %w", s.b.Entry.Name(), ctx.Err())
 	}
 	return nil
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

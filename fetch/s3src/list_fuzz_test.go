@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/objstore"
+	"github.com/weightfs/weightfs/fetch/objstore/objstoretest"
 )
 
 var md5Hex = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -40,7 +42,7 @@ func FuzzS3Object(f *testing.F) {
 	f.Add("p/", "p/a", true, int64(1), "", "")
 	f.Add("p/", "p/a", true, int64(1), `W/"9E107D9D372BB6826BD81D3542A419D6"`, "")
 	f.Fuzz(func(t *testing.T, prefix, key string, hasSize bool, size int64, etag, neighbour string) {
-		rel, isFile := relKey(prefix, key)
+		rel, isFile := objstore.RelPath(prefix, key)
 		if !isFile {
 			if strings.HasPrefix(key, prefix) && key != prefix && !strings.HasSuffix(key, "/") {
 				t.Fatalf("key %q under prefix %q taken for a folder", key, prefix)
@@ -74,31 +76,6 @@ func FuzzS3Object(f *testing.F) {
 			!strings.Contains(strings.ToLower(etag), c.Value)) {
 			t.Fatalf("ETag %q gave checksum %s", etag, c)
 		}
-		checkListed(t, fl, neighbour)
+		objstoretest.CheckListed(t, fl, neighbour)
 	})
-}
-
-// checkListed runs fl and a neighbour through fetch.CheckManifest and
-// checks that what is kept can be served: a size the cache can hold, a
-// clean path, no path that is both a file and a directory.
-func checkListed(t *testing.T, fl fetch.File, neighbour string) {
-	m := &fetch.Manifest{Files: []fetch.File{fl}}
-	if neighbour != "" {
-		m.Files = append(m.Files, fetch.File{Path: neighbour, Size: 1})
-	}
-	listed := len(m.Files)
-	errs := fetch.CheckManifest(m)
-	if len(errs)+len(m.Files) != listed {
-		t.Fatalf("%d listed, %d kept, %d refused", listed, len(m.Files), len(errs))
-	}
-	for _, k := range m.Files {
-		if k.Size < 0 || k.Size > fetch.MaxFileSize || !fetch.ValidPath(k.Path) {
-			t.Fatalf("kept impossible file %q of %d bytes", k.Path, k.Size)
-		}
-		for _, o := range m.Files {
-			if strings.HasPrefix(o.Path, k.Path+"/") {
-				t.Fatalf("kept %q as a file and as the directory of %q", k.Path, o.Path)
-			}
-		}
-	}
 }

@@ -22,22 +22,19 @@ func (s *Source) ReadRange(ctx context.Context, f fetch.File, off int64, p []byt
 	if len(p) == 0 {
 		return nil
 	}
+	if err := s.b.CheckRead(f, off, len(p), f.Version, "ETag"); err != nil {
+		return err
+	}
 	end := off + int64(len(p))
-	if off < 0 || end > f.Size || end < off {
-		return fetch.Permanent(fmt.Errorf("%s: range [%d, %d) is outside the object's %d bytes", s.where(f.Path), off, end, f.Size))
-	}
-	if f.Version == "" {
-		return fetch.Permanent(fmt.Errorf("%s: no ETag recorded, so the read cannot be pinned; list the entry again", s.where(f.Path)))
-	}
 	c, err := s.getClient(ctx, f.Extra[ExtraRegion])
 	if err != nil {
 		return err
 	}
 	last := end - 1
-	key := s.prefix + f.Path
-	oi := opInfo{op: fmt.Sprintf("GetObject s3://%s/%s bytes=%d-%d", s.bucket, key, off, last), what: s.where(f.Path), read: true}
+	key := s.b.Prefix + f.Path
+	oi := opInfo{op: fmt.Sprintf("GetObject %s bytes=%d-%d", s.b.URL(key), off, last), what: s.b.Where(f.Path), read: true}
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{
-		Bucket:  aws.String(s.bucket),
+		Bucket:  aws.String(s.b.Name),
 		Key:     aws.String(key),
 		Range:   aws.String(fmt.Sprintf("bytes=%d-%d", off, last)),
 		IfMatch: aws.String(f.Version),

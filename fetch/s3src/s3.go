@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync/atomic"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/objstore"
 )
 
 // fallbackRegion is used when nothing names the region and the store does
@@ -116,18 +116,12 @@ func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, gete
 
 // Source serves one s3 entry. It is safe for concurrent use.
 type Source struct {
-	entry  config.Entry
-	bucket string
-	prefix string // "" or ending in '/'
-	opts   Options
-	log    *slog.Logger
-	retry  fetch.RetryPolicy
-
-	// init is a one-slot semaphore around building the client, so that
-	// callers waiting for the first caller's region lookup still honour
-	// their own ctx. ready is set once, under init, and never changes.
-	init  chan struct{}
-	ready atomic.Pointer[clientState]
+	b    objstore.Bucket
+	opts Options
+	// client is built on first use (credentials, then the region, perhaps
+	// asked of the bucket); callers waiting for the first caller's region
+	// lookup still honour their own ctx.
+	client objstore.Lazy[clientState]
 }
 
 // clientState is the client and the facts behind it, for messages.
@@ -155,20 +149,7 @@ func (s *Source) Secrets() []string {
 
 // New returns a Source for e. Nothing is contacted until List or ReadRange.
 func New(e config.Entry, o Options) *Source {
-	s := &Source{entry: e, bucket: e.Bucket(), prefix: e.Prefix(), opts: o, log: o.Logger, retry: o.Retry,
-		init: make(chan struct{}, 1)}
-	if s.prefix != "" && !strings.HasSuffix(s.prefix, "/") {
-		// A prefix names a folder: "models/llama" must not also serve
-		// "models/llama2/...".
-		s.prefix += "/"
-	}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	s.log = s.log.With("repo", e.RepoID)
-	if s.retry.OnRetry == nil {
-		s.retry.OnRetry = func(err error) { s.log.Warn("S3 request failed, retrying", "err", err) }
-	}
+	s := &Source{b: objstore.New(e, "s3", "S3", o.Logger, o.Retry), opts: o}
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient = NewHTTPClient()
 	}
@@ -199,23 +180,22 @@ func NewHTTPClient() *awshttp.BuildableClient {
 // of the bucket). A failed build is not remembered, so a transient failure
 // is retried by the next caller.
 func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, error) {
-	if st := s.ready.Load(); st != nil {
-		return st.c, nil
+	st, err := s.client.Get(ctx, s.b.Entry.Name(), func(ctx context.Context) (*clientState, error) {
+		return s.newClient(ctx, regionHint)
+	})
+	if err != nil {
+		return nil, err
 	}
-	select {
-	case s.init <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("%s: %w", s.entry.Name(), ctx.Err())
-	}
-	defer func() { <-s.init }()
-	if st := s.ready.Load(); st != nil {
-		return st.c, nil
-	}
+	return st.c, nil
+}
+
+// newClient builds the client and the facts behind it.
+func (s *Source) newClient(ctx context.Context, regionHint string) (*clientState, error) {
 	var ep *url.URL
 	if s.opts.Endpoint != "" {
 		var err error
 		if ep, err = parseEndpoint(s.opts.Endpoint); err != nil {
-			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.entry.Name(), s.opts.EndpointFrom, err))
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.b.Entry.Name(), s.opts.EndpointFrom, err))
 		}
 	}
 	cfg, from, err := s.awsConfig(ctx)
@@ -259,11 +239,9 @@ func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, 
 		if region == "" {
 			region, regSrc = fallbackRegion, "the default"
 		}
-		s.log.Debug("S3 region", "region", region, "from", regSrc)
+		s.b.Log.Debug("S3 region", "region", region, "from", regSrc)
 	}
-	st := &clientState{c: mk(region), region: region, regSrc: regSrc, from: from}
-	s.ready.Store(st)
-	return st.c, nil
+	return &clientState{c: mk(region), region: region, regSrc: regSrc, from: from}, nil
 }
 
 // awsConfig builds the SDK config and says where its credentials come from.
@@ -277,7 +255,7 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 		// our log at debug level instead of stderr. Request and response
 		// logging stays off, so no header or signature reaches it.
 		awsconfig.WithLogger(logging.LoggerFunc(func(c logging.Classification, format string, v ...any) {
-			s.log.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
+			s.b.Log.Debug("aws sdk: "+fmt.Sprintf(format, v...), "class", string(c))
 		})),
 	}
 	c := s.opts.Credentials
@@ -289,7 +267,7 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	if err != nil {
 		// Errors here name a profile or a file, not a key.
 		return aws.Config{}, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
-			"%s: loading the AWS configuration: %s", s.entry.Name(), s.redact(err.Error())))
+			"%s: loading the AWS configuration: %s", s.b.Entry.Name(), s.redact(err.Error())))
 	}
 	if c != nil {
 		return cfg, c.From, nil
@@ -297,11 +275,11 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	from := "the default AWS credential chain"
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
 		if ctx.Err() != nil {
-			return aws.Config{}, "", fmt.Errorf("%s: looking up AWS credentials: %w", s.entry.Name(), ctx.Err())
+			return aws.Config{}, "", fmt.Errorf("%s: looking up AWS credentials: %w", s.b.Entry.Name(), ctx.Err())
 		}
 		// Public buckets need none; a private one fails with a message
 		// that says no credentials were found.
-		s.log.Warn("no AWS credentials found: reading S3 anonymously", "reason", err)
+		s.b.Log.Warn("no AWS credentials found: reading S3 anonymously", "reason", err)
 		cfg.Credentials = aws.AnonymousCredentials{}
 		from = "no credentials (the default AWS credential chain found none)"
 	}
@@ -312,7 +290,7 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 // a refused or misdirected one, with x-amz-bucket-region. "" means it did not
 // say (S3-compatible stores; a missing bucket, which List then reports).
 func (s *Source) discoverRegion(ctx context.Context, c *s3.Client) (string, error) {
-	out, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.bucket)})
+	out, err := c.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.b.Name)})
 	if err == nil {
 		return aws.ToString(out.BucketRegion), nil
 	}
@@ -320,7 +298,7 @@ func (s *Source) discoverRegion(ctx context.Context, c *s3.Client) (string, erro
 	if errors.As(err, &re) && re.Response != nil {
 		return re.Response.Header.Get("X-Amz-Bucket-Region"), nil
 	}
-	return "", s.classify(err, opInfo{op: "HeadBucket " + s.bucket, what: fmt.Sprintf("%s: finding the region of bucket %q", s.entry.Name(), s.bucket)})
+	return "", s.classify(err, opInfo{op: "HeadBucket " + s.b.Name, what: fmt.Sprintf("%s: finding the region of bucket %q", s.b.Entry.Name(), s.b.Name)})
 }
 
 // parseEndpoint accepts an http(s) URL with a host.
@@ -346,7 +324,7 @@ func (s *Source) endpointName() string {
 }
 
 func (s *Source) credFromName() string {
-	if st := s.ready.Load(); st != nil {
+	if st := s.client.Load(); st != nil {
 		return st.from
 	}
 	if s.opts.Credentials != nil {
@@ -357,28 +335,11 @@ func (s *Source) credFromName() string {
 
 // region names the region in use and where it came from.
 func (s *Source) region() (region, from string) {
-	if st := s.ready.Load(); st != nil {
+	if st := s.client.Load(); st != nil {
 		return st.region, st.regSrc
 	}
 	return fallbackRegion, "the default"
 }
 
-func (s *Source) secretName() string {
-	if s.opts.SecretName == "" {
-		return config.DefaultSecretName
-	}
-	return s.opts.SecretName
-}
-
-func (s *Source) dataDirName() string {
-	if s.opts.DataDir == "" {
-		return DefaultDataDir
-	}
-	return s.opts.DataDir
-}
-
-// where names an object for messages:
-// `model_cache[0] (s3://bkt/p): object "a/b.bin" at s3://bkt/p/a/b.bin`.
-func (s *Source) where(path string) string {
-	return fmt.Sprintf("%s: object %q at s3://%s/%s%s", s.entry.Name(), path, s.bucket, s.prefix, path)
-}
+func (s *Source) secretName() string  { return objstore.Or(s.opts.SecretName, config.DefaultSecretName) }
+func (s *Source) dataDirName() string { return objstore.Or(s.opts.DataDir, DefaultDataDir) }
