@@ -27,7 +27,15 @@ type ServiceAccount struct {
 	From string // e.g. "secret gcs_sa (file /secrets/gcs_sa)" or "file data/service_account.json"
 }
 
-func (sa ServiceAccount) String() string   { return "GCS service account key from " + sa.From }
+func (sa ServiceAccount) String() string { return "GCS service account key from " + sa.From }
+
+// source names where sa came from; nil: Application Default Credentials.
+func (sa *ServiceAccount) source() string {
+	if sa == nil {
+		return "Application Default Credentials"
+	}
+	return sa.From
+}
 func (sa ServiceAccount) GoString() string { return sa.String() }
 
 // ParseServiceAccount checks that data is a service-account key: a JSON

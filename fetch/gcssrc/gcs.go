@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"cloud.google.com/go/auth"
@@ -35,9 +34,6 @@ import (
 
 // EmulatorEnv names the emulator variable the storage library also honours.
 const EmulatorEnv = "STORAGE_EMULATOR_HOST"
-
-// defaultPageSize is the objects.list maximum.
-const defaultPageSize = 1000
 
 // Options configure a Source. Every field has a usable zero value.
 type Options struct {
@@ -77,16 +73,12 @@ type Options struct {
 // FindServiceAccount), and STORAGE_EMULATOR_HOST, read through getenv (nil:
 // os.Getenv).
 func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, getenv func(string) string) (Options, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	o := Options{SecretName: e.SecretName, DataDir: dataDir}
 	sa, err := FindServiceAccount(secrets, e.SecretName, dataDir)
 	if err != nil {
-		return o, fmt.Errorf("%s: %w", e.Name(), err)
+		return Options{}, fmt.Errorf("%s: %w", e.Name(), err)
 	}
-	o.ServiceAccount = sa
-	if v := strings.TrimSpace(getenv(EmulatorEnv)); v != "" {
+	o := Options{ServiceAccount: sa, SecretName: e.SecretName, DataDir: dataDir}
+	if v := strings.TrimSpace(objstore.OrGetenv(getenv)(EmulatorEnv)); v != "" {
 		if _, err := emulatorEndpoint(v); err != nil {
 			return o, fmt.Errorf("%s: %s: %w", e.Name(), EmulatorEnv, err)
 		}
@@ -137,9 +129,7 @@ func New(e config.Entry, o Options) *Source {
 	if s.opts.Transport == nil {
 		s.opts.Transport = NewTransport()
 	}
-	if s.opts.PageSize <= 0 || s.opts.PageSize > defaultPageSize {
-		s.opts.PageSize = defaultPageSize
-	}
+	s.opts.PageSize = objstore.PageSize(s.opts.PageSize)
 	return s
 }
 
@@ -269,14 +259,14 @@ func (s *Source) endpointName() string {
 	return "GCS"
 }
 
+// credFromName names the credentials in use: those the client was built
+// with (none, for an emulator or when ADC found nothing), else those
+// configured.
 func (s *Source) credFromName() string {
 	if st := s.client.Load(); st != nil {
 		return st.from
 	}
-	if s.opts.ServiceAccount != nil {
-		return s.opts.ServiceAccount.From
-	}
-	return "Application Default Credentials"
+	return s.opts.ServiceAccount.source()
 }
 
 func (s *Source) secretName() string  { return objstore.Or(s.opts.SecretName, config.DefaultSecretName) }

@@ -8,9 +8,21 @@ import (
 	"github.com/weightfs/weightfs/fetch"
 )
 
-// maxPages caps pagination: ten million objects at a 1000-object page,
-// while still ending a store that loops.
+// maxPages caps pagination: ten million objects at a full page, while
+// still ending a store that loops.
 const maxPages = 10000
+
+// maxPageSize is the most objects one list page holds, in S3's
+// ListObjectsV2 and GCS's objects.list alike.
+const maxPageSize = 1000
+
+// PageSize is n, or the largest page when n is unset or past it.
+func PageSize[N int | int32](n N) N {
+	if n <= 0 || n > maxPageSize {
+		return maxPageSize
+	}
+	return n
+}
 
 // Listing gathers one paginated listing of a Bucket into files: which
 // names are files under the prefix, which the entry's patterns select, and

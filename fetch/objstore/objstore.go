@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,14 @@ func Or(v, def string) string {
 		return def
 	}
 	return v
+}
+
+// OrGetenv is getenv, or os.Getenv when nil.
+func OrGetenv(getenv func(string) string) func(string) string {
+	if getenv == nil {
+		return os.Getenv
+	}
+	return getenv
 }
 
 // Lazy is a client built on first use. A failed build is not remembered,

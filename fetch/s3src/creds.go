@@ -34,7 +34,15 @@ type Credentials struct {
 	From string
 }
 
-func (c Credentials) String() string   { return "AWS credentials from " + c.From }
+func (c Credentials) String() string { return "AWS credentials from " + c.From }
+
+// source names where c came from; nil: the default AWS credential chain.
+func (c *Credentials) source() string {
+	if c == nil {
+		return "the default AWS credential chain"
+	}
+	return c.From
+}
 func (c Credentials) GoString() string { return c.String() }
 
 // credFields lists, for each logical field, the accepted JSON keys: the

@@ -36,9 +36,6 @@ import (
 // not say (S3-compatible stores mostly ignore it).
 const fallbackRegion = "us-east-1"
 
-// defaultPageSize is ListObjectsV2's own maximum.
-const defaultPageSize = 1000
-
 // Options configure a Source. Every field has a usable zero value.
 type Options struct {
 	// Credentials are static keys; nil: the default AWS credential chain
@@ -84,15 +81,12 @@ var (
 // through getenv (nil: os.Getenv via secrets). The default AWS chain, when it
 // is used, reads the process environment itself.
 func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, getenv func(string) string) (Options, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
-	o := Options{SecretName: e.SecretName, DataDir: dataDir}
+	getenv = objstore.OrGetenv(getenv)
 	creds, err := FindCredentials(secrets, e.SecretName, dataDir)
 	if err != nil {
-		return o, fmt.Errorf("%s: %w", e.Name(), err)
+		return Options{}, fmt.Errorf("%s: %w", e.Name(), err)
 	}
-	o.Credentials = creds
+	o := Options{Credentials: creds, SecretName: e.SecretName, DataDir: dataDir}
 	for _, k := range regionVars {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			if !regionRE.MatchString(v) {
@@ -153,9 +147,7 @@ func New(e config.Entry, o Options) *Source {
 	if s.opts.HTTPClient == nil {
 		s.opts.HTTPClient = NewHTTPClient()
 	}
-	if s.opts.PageSize <= 0 || s.opts.PageSize > defaultPageSize {
-		s.opts.PageSize = defaultPageSize
-	}
+	s.opts.PageSize = objstore.PageSize(s.opts.PageSize)
 	if s.opts.ChecksumLookups <= 0 {
 		s.opts.ChecksumLookups = 16
 	}
@@ -323,14 +315,13 @@ func (s *Source) endpointName() string {
 	return s.opts.EndpointFrom
 }
 
+// credFromName names the credentials in use: those the client was built
+// with (the chain may have found none), else those configured.
 func (s *Source) credFromName() string {
 	if st := s.client.Load(); st != nil {
 		return st.from
 	}
-	if s.opts.Credentials != nil {
-		return s.opts.Credentials.From
-	}
-	return "the default AWS credential chain"
+	return s.opts.Credentials.source()
 }
 
 // region names the region in use and where it came from.
