@@ -3,14 +3,10 @@ package gcssrc
 import (
 	"encoding/json"
 	"encoding/pem"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/objstore"
 )
 
 // ServiceAccountFile is the older spelling's file inside the Truss data
@@ -27,15 +23,7 @@ type ServiceAccount struct {
 	From string // e.g. "secret gcs_sa (file /secrets/gcs_sa)" or "file data/service_account.json"
 }
 
-func (sa ServiceAccount) String() string { return "GCS service account key from " + sa.From }
-
-// source names where sa came from; nil: Application Default Credentials.
-func (sa *ServiceAccount) source() string {
-	if sa == nil {
-		return "Application Default Credentials"
-	}
-	return sa.From
-}
+func (sa ServiceAccount) String() string   { return "GCS service account key from " + sa.From }
 func (sa ServiceAccount) GoString() string { return sa.String() }
 
 // ParseServiceAccount checks that data is a service-account key: a JSON
@@ -43,25 +31,21 @@ func (sa ServiceAccount) GoString() string { return sa.String() }
 // Errors wrap ErrBadCredentials, name from and the field at fault, and never
 // quote the content.
 func ParseServiceAccount(data []byte, from string) (*ServiceAccount, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, credErr("%s: not valid JSON (syntax error at byte %d); expected a service account key file", from, se.Offset)
-		}
-		return nil, credErr("%s: not a JSON object; expected a service account key file", from)
+	obj, err := objstore.CredentialObject(data, from, "a service account key file")
+	if err != nil {
+		return nil, err
 	}
 	str := func(key string) (string, error) {
 		raw, ok := obj[key]
 		if !ok || string(raw) == "null" {
-			return "", credErr("%s: field %s is missing", from, key)
+			return "", objstore.BadCredentials("%s: field %s is missing", from, key)
 		}
 		var v string
 		if json.Unmarshal(raw, &v) != nil {
-			return "", credErr("%s: field %s must be a string", from, key)
+			return "", objstore.BadCredentials("%s: field %s must be a string", from, key)
 		}
 		if strings.TrimSpace(v) == "" {
-			return "", credErr("%s: field %s is empty", from, key)
+			return "", objstore.BadCredentials("%s: field %s is empty", from, key)
 		}
 		return v, nil
 	}
@@ -70,7 +54,7 @@ func ParseServiceAccount(data []byte, from string) (*ServiceAccount, error) {
 		return nil, err
 	}
 	if typ != "service_account" {
-		return nil, credErr(`%s: field type must be "service_account" (other credential types go through Application Default Credentials)`, from)
+		return nil, objstore.BadCredentials(`%s: field type must be "service_account" (other credential types go through Application Default Credentials)`, from)
 	}
 	if _, err := str("client_email"); err != nil {
 		return nil, err
@@ -80,9 +64,17 @@ func ParseServiceAccount(data []byte, from string) (*ServiceAccount, error) {
 		return nil, err
 	}
 	if block, _ := pem.Decode([]byte(key)); block == nil || !strings.HasSuffix(block.Type, "PRIVATE KEY") {
-		return nil, credErr("%s: field private_key is not a PEM private key (\\n escapes must stay in the JSON string)", from)
+		return nil, objstore.BadCredentials("%s: field private_key is not a PEM private key (\\n escapes must stay in the JSON string)", from)
 	}
 	return &ServiceAccount{JSON: data, From: from}, nil
+}
+
+// source names where sa came from; nil: Application Default Credentials.
+func (sa *ServiceAccount) source() string {
+	if sa == nil {
+		return "Application Default Credentials"
+	}
+	return sa.From
 }
 
 // isServiceAccount reports whether data is a JSON object of type
@@ -92,10 +84,6 @@ func isServiceAccount(data []byte) bool {
 		Type string `json:"type"`
 	}
 	return json.Unmarshal(data, &obj) == nil && obj.Type == "service_account"
-}
-
-func credErr(format string, args ...any) error {
-	return newErr([]error{ErrBadCredentials}, nil, format, args...)
 }
 
 // FindServiceAccount looks for a key in the order of the contract:
@@ -109,27 +97,6 @@ func credErr(format string, args ...any) error {
 // It returns nil, nil when neither exists: the caller then uses Application
 // Default Credentials, else anonymous access.
 func FindServiceAccount(secrets config.Secrets, secretName, dataDir string) (*ServiceAccount, error) {
-	explicit := secretName != "" && secretName != config.DefaultSecretName
-	if secretName == "" {
-		secretName = config.DefaultSecretName
-	}
-	v, from, ok, err := secrets.Lookup(secretName)
-	if err != nil {
-		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading the GCS service account: %s", err)
-	}
-	if ok && (explicit || isServiceAccount([]byte(v))) {
-		return ParseServiceAccount([]byte(v), fmt.Sprintf("secret %s (%s)", secretName, from))
-	}
-	if dataDir == "" {
-		dataDir = DefaultDataDir
-	}
-	path := filepath.Join(dataDir, ServiceAccountFile)
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil
-	case err != nil:
-		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading the GCS service account: %s", err)
-	}
-	return ParseServiceAccount(data, "file "+path)
+	return objstore.FindCredential(secrets, secretName, objstore.Or(dataDir, DefaultDataDir), ServiceAccountFile,
+		"the GCS service account", isServiceAccount, ParseServiceAccount)
 }

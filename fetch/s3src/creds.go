@@ -2,15 +2,11 @@ package s3src
 
 import (
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 
 	"github.com/weightfs/weightfs/fetch/config"
+	"github.com/weightfs/weightfs/fetch/objstore"
 )
 
 // CredentialsFile is the older spelling's file name inside the Truss data
@@ -34,15 +30,7 @@ type Credentials struct {
 	From string
 }
 
-func (c Credentials) String() string { return "AWS credentials from " + c.From }
-
-// source names where c came from; nil: the default AWS credential chain.
-func (c *Credentials) source() string {
-	if c == nil {
-		return "the default AWS credential chain"
-	}
-	return c.From
-}
+func (c Credentials) String() string   { return "AWS credentials from " + c.From }
 func (c Credentials) GoString() string { return c.String() }
 
 // credFields lists, for each logical field, the accepted JSON keys: the
@@ -67,41 +55,44 @@ var regionRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 // from names the origin in errors; errors name the field at fault and wrap
 // ErrBadCredentials, and never quote the content.
 func ParseCredentials(data []byte, from string) (*Credentials, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil || obj == nil {
-		// The decoder's own text can quote a character of the input.
-		var se *json.SyntaxError
-		if errors.As(err, &se) {
-			return nil, credErr("%s: not valid JSON (syntax error at byte %d); expected an object with access_key_id and secret_access_key", from, se.Offset)
-		}
-		return nil, credErr("%s: not a JSON object; expected an object with access_key_id and secret_access_key", from)
+	obj, err := objstore.CredentialObject(data, from, "an object with access_key_id and secret_access_key")
+	if err != nil {
+		return nil, err
 	}
 	c := &Credentials{From: from}
 	for _, f := range credFields {
 		key, raw, ok := pick(obj, f.keys)
 		if !ok {
 			if f.required {
-				return nil, credErr("%s: field %s (or %s) is missing", from, f.keys[0], f.keys[1])
+				return nil, objstore.BadCredentials("%s: field %s (or %s) is missing", from, f.keys[0], f.keys[1])
 			}
 			continue
 		}
 		var v string
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return nil, credErr("%s: field %s must be a string", from, key)
+			return nil, objstore.BadCredentials("%s: field %s must be a string", from, key)
 		}
 		v = strings.TrimSpace(v)
 		if v == "" && f.required {
-			return nil, credErr("%s: field %s is empty", from, key)
+			return nil, objstore.BadCredentials("%s: field %s is empty", from, key)
 		}
 		if strings.ContainsAny(v, " \t\r\n") {
-			return nil, credErr("%s: field %s contains whitespace", from, key)
+			return nil, objstore.BadCredentials("%s: field %s contains whitespace", from, key)
 		}
 		f.set(c, v)
 	}
 	if c.Region != "" && !regionRE.MatchString(c.Region) {
-		return nil, credErr("%s: field region is not an AWS region name (like us-east-1)", from)
+		return nil, objstore.BadCredentials("%s: field region is not an AWS region name (like us-east-1)", from)
 	}
 	return c, nil
+}
+
+// source names where c came from; nil: the default AWS credential chain.
+func (c *Credentials) source() string {
+	if c == nil {
+		return "the default AWS credential chain"
+	}
+	return c.From
 }
 
 // pick returns the first of keys present in obj (JSON null counts as absent).
@@ -129,10 +120,6 @@ func looksLikeAWS(data []byte) bool {
 	return false
 }
 
-func credErr(format string, args ...any) error {
-	return newErr([]error{ErrBadCredentials}, nil, format, args...)
-}
-
 // FindCredentials looks for static keys in the order of the contract:
 //
 //  1. the secret called secretName (TRUSS_SECRET_<name>, then <secrets
@@ -145,30 +132,6 @@ func credErr(format string, args ...any) error {
 // It returns nil, nil when neither exists: the caller then uses the default
 // AWS credential chain. Errors name the secret or file and the field.
 func FindCredentials(secrets config.Secrets, secretName, dataDir string) (*Credentials, error) {
-	explicit := secretName != "" && secretName != config.DefaultSecretName
-	if secretName == "" {
-		secretName = config.DefaultSecretName
-	}
-	v, from, ok, err := secrets.Lookup(secretName)
-	if err != nil {
-		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading S3 credentials: %s", err)
-	}
-	if ok {
-		from = fmt.Sprintf("secret %s (%s)", secretName, from)
-		if explicit || looksLikeAWS([]byte(v)) {
-			return ParseCredentials([]byte(v), from)
-		}
-	}
-	if dataDir == "" {
-		dataDir = DefaultDataDir
-	}
-	path := filepath.Join(dataDir, CredentialsFile)
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil
-	case err != nil: // *PathError names the path and the reason only
-		return nil, newErr([]error{ErrBadCredentials, err}, nil, "reading S3 credentials: %s", err)
-	}
-	return ParseCredentials(data, "file "+path)
+	return objstore.FindCredential(secrets, secretName, objstore.Or(dataDir, DefaultDataDir), CredentialsFile,
+		"S3 credentials", looksLikeAWS, ParseCredentials)
 }
