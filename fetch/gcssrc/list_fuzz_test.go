@@ -11,8 +11,8 @@ import (
 	"cloud.google.com/go/storage"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/fetchtest"
 	"github.com/weightfs/weightfs/fetch/objstore"
-	"github.com/weightfs/weightfs/fetch/objstore/objstoretest"
 )
 
 // One object of a GCS listing, as the client library hands it over (it
@@ -73,6 +73,6 @@ func FuzzGCSObject(f *testing.F) {
 		if fl.Checksum != want {
 			t.Fatalf("object %q: checksum %s, want %s", name, fl.Checksum, want)
 		}
-		objstoretest.CheckListed(t, fl, neighbour)
+		fetchtest.CheckListed(t, fl, neighbour)
 	})
 }

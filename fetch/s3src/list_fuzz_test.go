@@ -11,8 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/weightfs/weightfs/fetch"
+	"github.com/weightfs/weightfs/fetch/fetchtest"
 	"github.com/weightfs/weightfs/fetch/objstore"
-	"github.com/weightfs/weightfs/fetch/objstore/objstoretest"
 )
 
 var md5Hex = regexp.MustCompile(`^[0-9a-f]{32}$`)
@@ -76,6 +76,6 @@ func FuzzS3Object(f *testing.F) {
 			!strings.Contains(strings.ToLower(etag), c.Value)) {
 			t.Fatalf("ETag %q gave checksum %s", etag, c)
 		}
-		objstoretest.CheckListed(t, fl, neighbour)
+		fetchtest.CheckListed(t, fl, neighbour)
 	})
 }
