@@ -116,7 +116,7 @@ type Cache struct {
 	retrier   *retrier
 	bufs      *bufpool.Pool // chunk buffers
 
-	lastRead atomic.Int64 // unix nanos of the latest read by a client
+	clientReads atomic.Int64 // reads by clients so far (see busySince)
 
 	fetchedBytes atomic.Int64   // bytes fetched from origins, for adaptation
 	fetches      sync.WaitGroup // chunk fetches running (Object.fetch)
@@ -257,10 +257,15 @@ func (c *Cache) startFetch() bool {
 // ErrClosed is returned by reads that would fetch after Close.
 var ErrClosed = errors.New("cache closed")
 
-// busy reports whether clients are reading: one waits on the network, or
-// one read in the last 100 ms. Background CPU work (verification) yields then.
-func (c *Cache) busy() bool {
-	return c.sched.waiting.Load() > 0 || time.Since(time.Unix(0, c.lastRead.Load())) < 100*time.Millisecond
+// busySince reports whether clients are reading: one waits on the network,
+// or one read since *seen, the read count the caller saw last (updated).
+// Background CPU work (verification) yields then. An event count rather
+// than a clock: nothing is guessed from time, and nothing is polled.
+func (c *Cache) busySince(seen *int64) bool {
+	n := c.clientReads.Load()
+	read := n != *seen
+	*seen = n
+	return read || c.sched.waiting.Load() > 0
 }
 
 // ChunkSize is the size of every chunk but a file's last.

@@ -233,7 +233,7 @@ func TestPlanningReadsAreNotClientReads(t *testing.T) {
 	if n := src.count(f.Path + "@"); n != 1 {
 		t.Errorf("planning read %d chunks, want only the header's", n)
 	}
-	if c.lastRead.Load() != 0 {
+	if c.clientReads.Load() != 0 {
 		t.Error("planning counted as a client read: background work would yield to it")
 	}
 }

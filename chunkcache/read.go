@@ -54,7 +54,7 @@ func (o *Object) clip(p []byte, off int64) []byte {
 // readers are told to reload (see mismatch).
 func (o *Object) clientRead(p []byte, off int64) []byte {
 	if p = o.clip(p, off); len(p) > 0 {
-		o.c.lastRead.Store(time.Now().UnixNano())
+		o.c.clientReads.Add(1)
 		if !o.file.Checksum.IsZero() {
 			o.mu.Lock()
 			if o.state != stateVerified {

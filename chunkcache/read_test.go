@@ -170,7 +170,9 @@ func TestVerificationFinishesWhileClientsRead(t *testing.T) {
 			o.ReadAt(context.Background(), p, off)
 		}
 	}()
-	waitFor(t, "the cache to look busy", c.busy)
+	var seen int64
+	c.busySince(&seen)
+	waitFor(t, "the cache to look busy", func() bool { return c.busySince(&seen) })
 	waitFor(t, "verification under constant reads", o.Done)
 	if s := o.Stats(); !s.Verified {
 		t.Fatalf("stats = %+v", s)

@@ -24,6 +24,8 @@ type verifier struct {
 	wake chan struct{}
 	quit chan struct{}
 	done chan struct{}
+
+	seenReads int64 // client reads counted at the last block (loop goroutine only)
 }
 
 // verifyBlock is how much is hashed between looks at the readers.
@@ -72,10 +74,10 @@ func (v *verifier) loop() {
 }
 
 // pace is called after each block that took d to hash: while readers are
-// active it sleeps three times as long. It reports false when the cache is
-// closing.
+// active (one read since the last block, or one waits on the network) it
+// sleeps three times as long. It reports false when the cache is closing.
 func (v *verifier) pace(d time.Duration) bool {
-	if v.c.busy() {
+	if v.c.busySince(&v.seenReads) {
 		select {
 		case <-time.After(3 * d):
 		case <-v.quit:
