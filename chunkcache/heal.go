@@ -163,18 +163,8 @@ func (o *Object) hashStored(block int64, gen uint64) ([]uint64, error) {
 	defer o.c.bufs.Put(buf)
 	for off := int64(0); off < o.file.Size; {
 		b := buf[:min(int64(len(buf)), o.file.Size-off)]
-		o.dataMu.RLock()
-		o.mu.Lock()
-		stale := o.gen != gen || o.closed
-		o.mu.Unlock()
-		if stale {
-			o.dataMu.RUnlock()
-			return nil, errStale
-		}
-		k, err := o.chunks.ReadStored(b, off)
-		o.dataMu.RUnlock()
-		if k < len(b) {
-			return nil, fmt.Errorf("cache file is short at %d: %v", off+int64(k), err)
+		if err := o.readStored(b, off, gen); err != nil {
+			return nil, err
 		}
 		for s := int64(0); s < int64(len(b)); s += block {
 			out = append(out, xxhash.Sum64(b[s:min(s+block, int64(len(b)))]))

@@ -155,21 +155,8 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 	for off := int64(0); off < o.file.Size; {
 		start := time.Now()
 		b := buf[:min(int64(len(buf)), o.file.Size-off)]
-		o.dataMu.RLock()
-		o.mu.Lock()
-		stale := o.gen != gen || o.closed
-		o.mu.Unlock()
-		if stale {
-			o.dataMu.RUnlock()
-			return "", errStale
-		}
-		n, err := o.chunks.ReadStored(b, off)
-		o.dataMu.RUnlock()
-		if err != nil && !errors.Is(err, io.EOF) {
+		if err := o.readStored(b, off, gen); err != nil {
 			return "", err
-		}
-		if n < len(b) {
-			return "", fmt.Errorf("cache file is short: %d bytes at %d, want %d", n, off, len(b))
 		}
 		h.Write(b)
 		off += int64(len(b))
@@ -178,6 +165,27 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 		}
 	}
 	return fetch.SumHex(algo, h), nil
+}
+
+// readStored fills b with the stored bytes at off of generation gen, or
+// fails with errStale once content was dropped or the cache closed.
+func (o *Object) readStored(b []byte, off int64, gen uint64) error {
+	o.dataMu.RLock()
+	defer o.dataMu.RUnlock()
+	o.mu.Lock()
+	stale := o.gen != gen || o.closed
+	o.mu.Unlock()
+	if stale {
+		return errStale
+	}
+	n, err := o.chunks.ReadStored(b, off)
+	if n < len(b) {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = fmt.Errorf("%d bytes at %d, want %d", n, off, len(b))
+		}
+		return fmt.Errorf("cache file is short: %w", err)
+	}
+	return nil
 }
 
 // setStateLocked changes the state and wakes everyone waiting for a change
