@@ -38,7 +38,8 @@ FUZZ := ./chunkcache:FuzzSafetensorsHeader ./chunkcache:FuzzSafetensorsIndex \
 	./fetch:FuzzValidPath ./fetch:FuzzCheckManifest ./fetch:FuzzContentRange \
 	./fetch/config:FuzzParseConfig ./fetch/config:FuzzMatch \
 	./fetch/hf:FuzzTreeListing ./fetch/hf:FuzzNextLink ./fetch/hf:FuzzHubContentRange \
-	./fetch/s3src:FuzzS3Object ./fetch/s3src:FuzzS3ContentRange ./fetch/gcssrc:FuzzGCSObject
+	./fetch/s3src:FuzzS3Object ./fetch/s3src:FuzzS3ContentRange ./fetch/gcssrc:FuzzGCSObject \
+	./fetch/objstore:FuzzRelPath
 
 fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn $(FUZZTIME)"; \
