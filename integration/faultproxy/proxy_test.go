@@ -164,7 +164,13 @@ func TestFlipRateIsAFractionOfResponsesAndRanged(t *testing.T) {
 	if bad < n*15/100 || bad > n*25/100 {
 		t.Errorf("%d of %d responses flipped; want about 20%%", bad, n)
 	}
-	if st := p.Stats(); st.Faults[Flip] != int64(bad) || st.ContentBytes != n*8192 {
+	// The handler counts a body's bytes after writing them, which can be
+	// just after the client has read them: let the last count land.
+	st := p.Stats()
+	for deadline := time.Now().Add(2 * time.Second); st.ContentBytes != n*8192 && time.Now().Before(deadline); st = p.Stats() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st.Faults[Flip] != int64(bad) || st.ContentBytes != n*8192 {
 		t.Errorf("stats %+v; want %d flips and %d content bytes", st, bad, n*8192)
 	}
 	p.SetFlipRate(0)
