@@ -115,8 +115,10 @@ type Cache struct {
 	verifier  *verifier
 	retrier   *retrier
 	bufs      *bufpool.Pool // chunk buffers
+	fills     chan struct{} // chunks in flight for whole-file fills (see Object.fillAll)
 
-	clientReads atomic.Int64 // reads by clients so far (see busySince)
+	clientReads    atomic.Int64 // reads by clients so far (see busySince)
+	verdictWaiters atomic.Int32 // strict readers waiting for a verdict: the verifier then runs flat out
 
 	fetchedBytes atomic.Int64   // bytes fetched from origins, for adaptation
 	fetches      sync.WaitGroup // chunk fetches running (Object.fetch)
@@ -211,6 +213,7 @@ func (o Options) withDefaults() (Options, error) {
 func newCache(o Options, st store.Store, mf *manifests.Store) *Cache {
 	c := &Cache{opts: o, log: o.Logger, store: st, manifests: mf, objects: map[string]*Object{}}
 	c.bufs = bufpool.New(o.ChunkSize, o.MaxWorkers+DemandSlack, false)
+	c.fills = make(chan struct{}, max(o.MaxWorkers/2, 2))
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
 	c.retrier = newRetrier(c)

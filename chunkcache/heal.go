@@ -152,7 +152,7 @@ func (o *Object) startHeal(hs *healState, gen uint64) {
 	if err != nil {
 		o.c.log.Debug("cannot hash the failed copy; healing from fresh copies only", "file", o.file.Path, "err", err)
 	}
-	o.fillAll(8)
+	o.fillAll()
 }
 
 // hashStored hashes every block of the data file.
@@ -202,20 +202,28 @@ func (o *Object) confirm(ctx context.Context, hs *healState, cOff int64, buf []b
 	return nil
 }
 
-// fillAll fetches every absent chunk, par at a time: after a failed
-// verdict (healing), and for a strict reader, who needs the whole file
-// before its first byte. Failures are left to the retries (noteFailure).
-func (o *Object) fillAll(par int) {
-	sem := make(chan struct{}, par)
+// fillAll fetches every absent chunk: after a failed verdict (healing),
+// and for a strict reader, who needs the whole file before its first byte.
+// Every fillAll of the cache shares one budget of chunks in flight
+// (Cache.fills, half the workers): four strict loaders opening four shards
+// at once must not put a hundred ranges on a link that carries a few, or
+// none of them finishes within its deadline. Failures are left to the
+// retries (noteFailure).
+func (o *Object) fillAll() {
 	var wg sync.WaitGroup
 	for i := 0; i < o.nchunks; i++ {
 		if o.Present(i) {
 			continue
 		}
-		sem <- struct{}{}
+		select {
+		case o.c.fills <- struct{}{}:
+		case <-o.c.sched.ctx.Done():
+			wg.Wait()
+			return
+		}
 		wg.Add(1)
 		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
+			defer func() { <-o.c.fills; wg.Done() }()
 			ctx, cancel := context.WithTimeout(o.c.sched.ctx, o.c.opts.FetchTimeout)
 			defer cancel()
 			o.Ensure(ctx, i)

@@ -27,7 +27,7 @@ func stFile(n uint64, hdr string) []byte {
 func FuzzSafetensorsHeader(f *testing.F) {
 	ok := `{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}}`
 	f.Add(stFile(uint64(len(ok)), ok), int64(8+len(ok)+12))
-	f.Add(stFile(1<<63, ok), int64(1<<40))                 // 2^63 is negative as an int64
+	f.Add(stFile(1<<63, ok), int64(1<<40))                  // 2^63 is negative as an int64
 	f.Add(stFile(math.MaxUint64, ok), int64(math.MaxInt64)) // -1 as an int64
 	f.Add(stFile(1<<60, ok), int64(1<<62))                  // over maxHeader
 	f.Add(stFile(uint64(len(ok)), ok), int64(-1))           // negative file size

@@ -16,6 +16,12 @@ func (o *Object) awaitVerified(ctx context.Context) error {
 	if err := o.c.storeDisabled(); err != nil {
 		return fmt.Errorf("%s %q: --strict-verify needs the whole file in the cache: %w", o.origin, o.file.Path, err)
 	}
+	// A strict reader waits on the network like any demand read: the
+	// prefetch plan pauses meanwhile, so the link goes to this file.
+	o.c.sched.readerWaits()
+	defer o.c.sched.readerDone()
+	o.c.verdictWaiters.Add(1)
+	defer o.c.verdictWaiters.Add(-1)
 	for {
 		if o.c.sched.ctx.Err() != nil {
 			return fmt.Errorf("%s %q: %w", o.origin, o.file.Path, ErrClosed)
@@ -48,7 +54,7 @@ func (o *Object) awaitVerified(ctx context.Context) error {
 // even when some fetch failed, so they look again (and fetch again) rather
 // than sleep until their deadline.
 func (o *Object) strictFill() {
-	o.fillAll(8)
+	o.fillAll()
 	o.mu.Lock()
 	o.filling = false
 	if o.state == stateFilling {

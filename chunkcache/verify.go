@@ -77,7 +77,8 @@ func (v *verifier) loop() {
 // active (one read since the last block, or one waits on the network) it
 // sleeps three times as long. It reports false when the cache is closing.
 func (v *verifier) pace(d time.Duration) bool {
-	if v.c.busySince(&v.seenReads) {
+	// A strict reader waiting for a verdict needs this very work done.
+	if v.c.busySince(&v.seenReads) && v.c.verdictWaiters.Load() == 0 {
 		select {
 		case <-time.After(3 * d):
 		case <-v.quit:
