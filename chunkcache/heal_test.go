@@ -207,3 +207,29 @@ func TestDisabledStoreStreams(t *testing.T) {
 		}
 	}
 }
+
+// A strict reader of a file whose origin fails fast waits out its deadline
+// without spinning: the failed chunks are the retrier's, on its backoff.
+// Fails before this change: each failed fill woke the reader, which filled
+// again at once (thousands of origin requests a second).
+func TestStrictReaderOnAFailingOriginDoesNotSpin(t *testing.T) {
+	src := newFakeSource()
+	f := src.add("w.safetensors", 4<<20, 9)
+	src.mu.Lock()
+	src.down = true
+	src.mu.Unlock()
+	opts := healOptions(true)
+	opts.RetryMax = time.Minute // the default: the first retry comes after 0.5-1 s
+	c := openTestCache(t, opts)
+	o := testObject(t, c, f, src)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := o.ReadAt(ctx, make([]byte, 100), 0); err == nil {
+		t.Fatal("a strict read of a file that cannot be fetched succeeded")
+	}
+	// 4 chunks of 4 ranges, tried once by the fill and at most once more
+	// by the retrier within the second.
+	if n := src.reads.Load(); n > 2*16 {
+		t.Fatalf("%d origin reads in 1 s for 16 ranges: the strict reader spins", n)
+	}
+}

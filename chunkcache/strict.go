@@ -50,16 +50,15 @@ func (o *Object) awaitVerified(ctx context.Context) error {
 	}
 }
 
-// strictFill fetches the whole file for strict readers, then wakes them
-// even when some fetch failed, so they look again (and fetch again) rather
-// than sleep until their deadline.
+// strictFill fetches the whole file for strict readers. It does not wake
+// them when it ends: the chunks whose fetches failed are the retrier's now
+// (noteFailure), on its backoff, and the readers wake when the state moves
+// (all present, then verified). Waking them to fill again at once would
+// spin on an origin that fails fast (a 403, a refused connection) until
+// their deadline, and the kernel retries a failed page fault right away.
 func (o *Object) strictFill() {
 	o.fillAll()
 	o.mu.Lock()
 	o.filling = false
-	if o.state == stateFilling {
-		close(o.stateCh)
-		o.stateCh = make(chan struct{})
-	}
 	o.mu.Unlock()
 }
