@@ -116,6 +116,9 @@ func startMount(t *testing.T, hub *hubemu.Server, o mountOpts) (*mount, error) {
 		"--cache-dir", o.cacheDir, "--secrets-dir", filepath.Join(t.TempDir(), "no-secrets")}, o.args...)
 	cmd := exec.Command(weightfsBin, args...)
 	cmd.Env = append(os.Environ(), "HF_TOKEN=", "HUGGING_FACE_HUB_TOKEN=")
+	// A test binary killed by its -timeout runs no cleanup: the daemon
+	// must not outlive it, serving (or hanging) a mount nobody unmounts.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if hub != nil {
 		cmd.Env = append(cmd.Env, "HF_ENDPOINT="+hub.URL())
 	}

@@ -126,6 +126,7 @@ func readMmapThreads(p string, size int64, threads int) ([]byte, error) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), mmapChildEnv+"="+p, fmt.Sprintf("%s=%d", mmapThreadsEnv, threads))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // as the daemon's (startMount)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	b, err := cmd.Output()
