@@ -158,38 +158,6 @@ func TestPrefetchCompletesWholeModelWithNobodyReading(t *testing.T) {
 	}
 }
 
-func TestDemandReadPreemptsPrefetch(t *testing.T) {
-	src := &orderSource{fakeSource: newFakeSource(), gates: map[string]chan struct{}{}, delay: 2 * time.Millisecond}
-	big := src.add("big.bin", 400*testChunk, 11)
-	want := src.add("wanted.bin", testChunk, 12)
-	gate := make(chan struct{})
-	src.gates["wanted.bin"] = gate
-	c := prefetchCache(t, 4)
-	ob, _ := c.Object("t", big, src)
-	ow, _ := c.Object("t", want, src)
-	c.StartPrefetch(context.Background(), []*Object{ob})
-	waitFor(t, "prefetch to start", func() bool { return src.count("big.bin") > 8 })
-
-	done := make(chan error, 1)
-	go func() {
-		p := make([]byte, 100)
-		_, err := ow.ReadAt(context.Background(), p, 0)
-		done <- err
-	}()
-	waitFor(t, "the demand read to reach the origin", func() bool { return src.count("wanted.bin") > 0 })
-	time.Sleep(30 * time.Millisecond) // prefetch fetches already in flight finish
-	before := src.count("big.bin")
-	time.Sleep(150 * time.Millisecond)
-	if during := src.count("big.bin") - before; during != 0 {
-		t.Fatalf("prefetch started %d fetches while a reader waited on the network", during)
-	}
-	close(gate)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, "prefetch to resume", func() bool { return src.count("big.bin") > before })
-}
-
 // readaheadCache is a cache with readahead on: a window of 2 chunks
 // growing to 16.
 func readaheadCache(t *testing.T) *Cache {
