@@ -84,9 +84,6 @@ type Options struct {
 	// arrive): a reader never sees a byte that later fails verification.
 	// The prefetch order is unchanged, so the first shard comes first.
 	StrictVerify bool
-	// NoStore serves fetched bytes to readers without writing them to the
-	// cache dir (set when the disk cannot hold the model; see cmd).
-	NoStore bool
 	// RetryMax caps the backoff between background retries of a chunk or a
 	// file that failed; they go on for the life of the cache. Default 1m.
 	RetryMax time.Duration
@@ -217,9 +214,6 @@ func newCache(o Options, st store.Store, mf *manifests.Store) *Cache {
 	c.sched = newSched(c)
 	c.verifier = newVerifier(c)
 	c.retrier = newRetrier(c)
-	if o.NoStore {
-		c.DisableStore(fmt.Errorf("not caching: the cache is set to stream only"))
-	}
 	return c
 }
 

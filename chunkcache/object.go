@@ -219,7 +219,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	kept, err := o.chunks.Put(idx, buf, toMem)
 	if err != nil {
 		o.noteDiskError(err)
-		o.noteFailure(idx, o.diskErrNow())
+		o.noteFailure(idx, err)
 		return false
 	}
 	o.mu.Lock()
@@ -238,20 +238,13 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	return kept
 }
 
-// diskErrNow is the latest error writing the cache dir.
-func (o *Object) diskErrNow() error {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.diskErr
-}
-
 func (o *Object) noteDiskError(err error) {
 	o.mu.Lock()
 	first := o.diskErr == nil
 	o.diskErr = err // the store's, naming the cache dir
 	o.mu.Unlock()
 	if first {
-		o.c.log.Error("cannot store fetched bytes; serving from memory without caching", "file", o.file.Path, "err", o.diskErr)
+		o.c.log.Error("cannot store fetched bytes; serving from memory without caching", "file", o.file.Path, "err", err)
 	}
 }
 

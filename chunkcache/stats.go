@@ -1,13 +1,6 @@
 package chunkcache
 
-import (
-	"context"
-	"time"
-)
-
-func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
-}
+import "time"
 
 // ObjectStats is a snapshot of one object for /status and `wait`.
 type ObjectStats struct {
