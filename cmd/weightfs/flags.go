@@ -26,25 +26,23 @@ const (
 	maxDuration = 24 * time.Hour
 )
 
+// inRange is the one message for a number flag outside [lo, hi].
+func inRange[T int | int64](name string, v, lo, hi T) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("--%s %d: must be from %d to %d", name, v, lo, hi)
+	}
+	return nil
+}
+
 // intIn makes f refuse values outside [lo, hi].
 func intIn(f *cli.IntFlag, lo, hi int) *cli.IntFlag {
-	f.Action = func(_ *cli.Context, v int) error {
-		if v < lo || v > hi {
-			return fmt.Errorf("--%s %d: must be from %d to %d", f.Name, v, lo, hi)
-		}
-		return nil
-	}
+	f.Action = func(_ *cli.Context, v int) error { return inRange(f.Name, v, lo, hi) }
 	return f
 }
 
 // int64In makes f refuse values outside [lo, hi].
 func int64In(f *cli.Int64Flag, lo, hi int64) *cli.Int64Flag {
-	f.Action = func(_ *cli.Context, v int64) error {
-		if v < lo || v > hi {
-			return fmt.Errorf("--%s %d: must be from %d to %d", f.Name, v, lo, hi)
-		}
-		return nil
-	}
+	f.Action = func(_ *cli.Context, v int64) error { return inRange(f.Name, v, lo, hi) }
 	return f
 }
 
