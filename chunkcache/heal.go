@@ -95,8 +95,7 @@ func (o *Object) mismatch(gen uint64, want fetch.Checksum, got string) {
 		return
 	}
 	persistent := o.heal != nil
-	servedBad := o.served
-	o.served = false
+	servedBad := o.served.Swap(false)
 	o.servedBad = o.servedBad || servedBad
 	o.mu.Unlock()
 	o.forget()

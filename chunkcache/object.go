@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/weightfs/weightfs/chunkcache/store"
@@ -55,7 +56,7 @@ type Object struct {
 	state     state            // GUARDED_BY(mu); change it with setStateLocked
 	stateCh   chan struct{}    // GUARDED_BY(mu); closed and replaced on every state change
 	heal      *healState       // GUARDED_BY(mu); set while healing a failed verification
-	served    bool             // GUARDED_BY(mu); a client read bytes not yet verified
+	served    atomic.Bool      // a client read bytes not yet verified (set under mu, read without it)
 	servedBad bool             // GUARDED_BY(mu); ... and the file then failed verification
 	filling   bool             // GUARDED_BY(mu); a strict reader's fillAll is running
 	failed    map[int]struct{} // GUARDED_BY(mu); chunks whose last fetch or store failed

@@ -55,10 +55,12 @@ func (o *Object) clip(p []byte, off int64) []byte {
 func (o *Object) clientRead(p []byte, off int64) []byte {
 	if p = o.clip(p, off); len(p) > 0 {
 		o.c.clientReads.Add(1)
-		if !o.file.Checksum.IsZero() {
+		// The flag is read first without the lock: once set, the reads of
+		// a load that follow cost nothing more here.
+		if !o.file.Checksum.IsZero() && !o.served.Load() {
 			o.mu.Lock()
 			if o.state != stateVerified {
-				o.served = true
+				o.served.Store(true)
 			}
 			o.mu.Unlock()
 		}
