@@ -1,0 +1,160 @@
+package shared
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+)
+
+// health keeps a failing store off the read path. The first failure of a
+// request (an error other than "absent" or "exists", or its deadline)
+// takes the store out of use for a backoff that doubles from 1 s to 1 min;
+// the first request after it is the probe. A full or read-only store stops
+// only write-back, the same way. Each change is logged once: a store that
+// is down for an hour costs two log lines, not one per chunk.
+//
+// Nothing here runs on a timer: the state is looked at when a request is
+// about to be made.
+type health struct {
+	t *Tier
+
+	mu         sync.Mutex
+	readUntil  time.Time     // GUARDED_BY(mu); no reads before
+	readOff    time.Duration // GUARDED_BY(mu); the current read backoff
+	readDown   bool          // GUARDED_BY(mu)
+	writeUntil time.Time     // GUARDED_BY(mu)
+	writeOff   time.Duration // GUARDED_BY(mu)
+	writeDown  bool          // GUARDED_BY(mu)
+	freeAt     time.Time     // GUARDED_BY(mu); when Free was last asked
+	lastErr    string        // GUARDED_BY(mu)
+}
+
+const (
+	minBackoff  = time.Second
+	maxBackoff  = time.Minute
+	freeCheckIn = 10 * time.Second
+)
+
+func (h *health) readable() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.t.now().Before(h.readUntil)
+}
+
+// writable says whether write-back may go on: the store answers, is not
+// full or read-only, and (asked at most every 10 s) has MinFree left.
+func (h *health) writable() bool {
+	now := h.t.now()
+	h.mu.Lock()
+	if now.Before(h.readUntil) || now.Before(h.writeUntil) {
+		h.mu.Unlock()
+		return false
+	}
+	check := now.Sub(h.freeAt) >= freeCheckIn
+	if check {
+		h.freeAt = now
+	}
+	h.mu.Unlock()
+	if !check {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.t.opts.OpTimeout)
+	defer cancel()
+	free, err := h.t.blobs.Free(ctx)
+	if err == nil && free >= 0 && free < h.t.opts.MinFree {
+		h.fault(ErrFull)
+		return false
+	}
+	return true
+}
+
+// op runs one request to the store under OpTimeout and notes its outcome.
+func (t *Tier) op(ctx context.Context, fn func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	octx, cancel := context.WithTimeout(ctx, t.opts.OpTimeout)
+	defer cancel()
+	err := fn(octx)
+	switch {
+	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrExists):
+		t.h.ok()
+	case errors.Is(err, ErrCorrupt), errors.Is(err, errBadLease):
+		// The store answered; what it holds is wrong, not the store.
+	case ctx.Err() != nil:
+		// Our caller gave up: not the store's fault.
+	default:
+		t.h.fault(err)
+	}
+	return err
+}
+
+func (h *health) fault(err error) {
+	now := h.t.now()
+	h.mu.Lock()
+	write := errors.Is(err, ErrFull) || errors.Is(err, ErrReadOnly)
+	var first bool
+	var off time.Duration
+	if write {
+		h.writeOff = next(h.writeOff)
+		h.writeUntil, off = now.Add(h.writeOff), h.writeOff
+		first, h.writeDown = !h.writeDown, true
+	} else {
+		h.readOff = next(h.readOff)
+		h.readUntil, off = now.Add(h.readOff), h.readOff
+		first, h.readDown = !h.readDown, true
+	}
+	h.lastErr = err.Error()
+	h.mu.Unlock()
+	if !first {
+		return
+	}
+	if write {
+		h.t.log.Warn("shared cache takes no writes; nodes still read from it, and write back again once it has room", "store", h.t.blobs.String(), "err", err, "retry_in", off)
+	} else {
+		h.t.log.Warn("shared cache is failing; reading from the origin until it answers", "store", h.t.blobs.String(), "err", err, "retry_in", off)
+	}
+}
+
+func next(d time.Duration) time.Duration {
+	if d <= 0 {
+		return minBackoff
+	}
+	return min(2*d, maxBackoff)
+}
+
+// ok notes a request the store answered. It ends a read outage; a write
+// outage ends when a write succeeds, which only write-back makes.
+func (h *health) ok() {
+	h.mu.Lock()
+	back := h.readDown
+	h.readDown, h.readOff, h.readUntil = false, 0, time.Time{}
+	h.mu.Unlock()
+	if back {
+		h.t.log.Info("shared cache answers again", "store", h.t.blobs.String())
+	}
+}
+
+func (h *health) wrote() {
+	h.mu.Lock()
+	back := h.writeDown
+	h.writeDown, h.writeOff, h.writeUntil = false, 0, time.Time{}
+	h.mu.Unlock()
+	if back {
+		h.t.log.Info("shared cache takes writes again", "store", h.t.blobs.String())
+	}
+}
+
+// state is the store's condition, for /status.
+func (h *health) state() (string, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	switch {
+	case h.readDown:
+		return "failing", h.lastErr
+	case h.writeDown:
+		return "no-writes", h.lastErr
+	}
+	return "ok", ""
+}

@@ -1,0 +1,157 @@
+package shared
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"sync"
+	"time"
+)
+
+// A lease says "node H is fetching this chunk from the origin until E". It
+// is a small object made with the store's own exclusive create, so no
+// extra service is needed. Its holder renews it while the fetch runs, so a
+// short TTL still covers a slow fetch, and a crashed holder's lease lapses
+// within one TTL for another node to take over.
+//
+// A lease is only an optimisation: two holders at once (a DFS whose
+// exclusive create is not, a takeover racing a slow holder) cost one more
+// origin download of a chunk, never a wrong byte.
+type leaseDoc struct {
+	Holder  string `json:"holder"`
+	Expires int64  `json:"expires_unix_ms"`
+}
+
+// maxLeaseDoc bounds what is read of a lease object: the store is shared,
+// and a garbled or hostile one must not make us allocate.
+const maxLeaseDoc = 4 << 10
+
+// lease is one we hold.
+type lease struct {
+	t    *Tier
+	name string
+	stop chan struct{}
+	done sync.WaitGroup
+}
+
+// acquireResult says what acquire found.
+type acquireResult struct {
+	held     *lease   // we hold it
+	other    leaseDoc // someone else does (held == nil)
+	takeover bool     // we took over an expired lease
+}
+
+// acquire tries to take the lease on name. It takes over a lease that has
+// expired or cannot be read. Where the store's exclusive create is weak it
+// waits ConfirmDelay and reads the lease back: of racing writers of one
+// name, the last one's bytes are what everyone reads, so the others see
+// they lost.
+func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, error) {
+	for attempt := 0; attempt < 2; attempt++ {
+		doc := leaseDoc{Holder: t.opts.Holder, Expires: t.now().Add(t.opts.LeaseTTL).UnixMilli()}
+		data, _ := json.Marshal(doc)
+		err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{data}, true) })
+		switch {
+		case err == nil:
+			if !t.blobs.ExclusiveCreate() {
+				if err := t.sleep(ctx, t.opts.ConfirmDelay); err != nil {
+					return acquireResult{}, err
+				}
+				got, err := t.readLease(ctx, name)
+				if err != nil && !errors.Is(err, ErrNotFound) {
+					return acquireResult{}, err
+				}
+				if got.Holder != t.opts.Holder {
+					return acquireResult{other: got}, nil
+				}
+			}
+			return acquireResult{held: t.startLease(name), takeover: attempt > 0}, nil
+		case !errors.Is(err, ErrExists):
+			return acquireResult{}, err
+		}
+		got, err := t.readLease(ctx, name)
+		if errors.Is(err, ErrNotFound) {
+			continue // released meanwhile: try again
+		}
+		if err == nil && t.now().UnixMilli() < got.Expires {
+			return acquireResult{other: got}, nil
+		}
+		if err != nil && !errors.Is(err, errBadLease) {
+			return acquireResult{}, err
+		}
+		// Expired (its holder crashed or stalled) or garbled: take it over.
+		if err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, name) }); err != nil {
+			return acquireResult{}, err
+		}
+		t.count(vol, func(s *Stats) { s.LeasesTakenOver++ })
+	}
+	// Lost the race for the freed lease to another node.
+	got, err := t.readLease(ctx, name)
+	if err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, errBadLease) {
+		return acquireResult{}, err
+	}
+	return acquireResult{other: got}, nil
+}
+
+var errBadLease = errors.New("unreadable lease")
+
+func (t *Tier) readLease(ctx context.Context, name string) (leaseDoc, error) {
+	var doc leaseDoc
+	err := t.op(ctx, func(ctx context.Context) error {
+		r, size, err := t.blobs.Open(ctx, name)
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		if size > maxLeaseDoc {
+			return errBadLease
+		}
+		b, err := io.ReadAll(io.LimitReader(r, maxLeaseDoc))
+		if err != nil {
+			return err
+		}
+		if json.Unmarshal(b, &doc) != nil || doc.Holder == "" {
+			return errBadLease
+		}
+		return nil
+	})
+	return doc, err
+}
+
+// startLease renews the lease every third of its TTL until release. The
+// ticker lives only while a fetch runs.
+func (t *Tier) startLease(name string) *lease {
+	l := &lease{t: t, name: name, stop: make(chan struct{})}
+	l.done.Add(1)
+	go func() {
+		defer l.done.Done()
+		tk := time.NewTicker(t.opts.LeaseTTL / 3)
+		defer tk.Stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tk.C:
+			}
+			doc := leaseDoc{Holder: t.opts.Holder, Expires: t.now().Add(t.opts.LeaseTTL).UnixMilli()}
+			data, _ := json.Marshal(doc)
+			ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+			_ = t.blobs.Put(ctx, name, [][]byte{data}, false) // a lapse costs a duplicate fetch at most
+			cancel()
+		}
+	}()
+	return l
+}
+
+// release stops renewing and deletes the lease.
+func (l *lease) release() {
+	if l == nil {
+		return
+	}
+	close(l.stop)
+	l.done.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), l.t.opts.OpTimeout)
+	defer cancel()
+	_ = l.t.op(ctx, func(ctx context.Context) error { return l.t.blobs.Delete(ctx, l.name) })
+}

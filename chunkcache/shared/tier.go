@@ -1,0 +1,312 @@
+package shared
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+)
+
+// Options configure a Tier. Zero values take the defaults in the comments.
+type Options struct {
+	// Holder names this node in leases; default hostname-pid-random.
+	Holder string
+	// LeaseTTL is how long a lease lasts unless renewed; its holder renews
+	// it every third of that while it fetches. Default 10 s: a crashed
+	// holder's chunks are taken over that soon.
+	LeaseTTL time.Duration
+	// OpTimeout bounds one request to the store (a chunk GET or PUT
+	// included): past it the store counts as failing and reads go to the
+	// origin. Default 20 s, an 8 MiB chunk at 3 Mbit/s.
+	OpTimeout time.Duration
+	// ConfirmDelay is how long a lease written to a store without an
+	// exclusive create is left before it is read back. Default 50 ms.
+	ConfirmDelay time.Duration
+	// MinFree stops write-back while the store reports less room than
+	// this; default 1 GiB.
+	MinFree int64
+	// AccessEvery is how often a node records that it used an object, for
+	// GC; default 6 h (GC's unit is days).
+	AccessEvery time.Duration
+	Logger      *slog.Logger
+	Now         func() time.Time // tests
+}
+
+// Tier is the shared store as the fetch scheduler sees it: Fill a chunk
+// buffer from it or, under a lease, from the origin, then Publish what the
+// origin gave. It is safe for concurrent use.
+type Tier struct {
+	opts  Options
+	blobs Blobs
+	log   *slog.Logger
+	h     health
+
+	mu      sync.Mutex
+	stats   map[string]*Stats    // GUARDED_BY(mu), by volume
+	touched map[string]time.Time // GUARDED_BY(mu), by object key: last access record
+}
+
+// New returns the tier over b.
+func New(b Blobs, o Options) *Tier {
+	if o.Holder == "" {
+		o.Holder = defaultHolder()
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 10 * time.Second
+	}
+	if o.OpTimeout <= 0 {
+		o.OpTimeout = 20 * time.Second
+	}
+	if o.ConfirmDelay <= 0 {
+		o.ConfirmDelay = 50 * time.Millisecond
+	}
+	if o.MinFree == 0 {
+		o.MinFree = 1 << 30
+	}
+	if o.AccessEvery <= 0 {
+		o.AccessEvery = 6 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &Tier{opts: o, blobs: b, log: o.Logger, stats: map[string]*Stats{}, touched: map[string]time.Time{}}
+	t.h.t = t
+	return t
+}
+
+func defaultHolder() string {
+	host, _ := os.Hostname()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}
+
+// String names the store.
+func (t *Tier) String() string { return t.blobs.String() }
+
+func (t *Tier) now() time.Time { return t.opts.Now() }
+
+// Mode says who wants a chunk, which decides what a lease held elsewhere
+// means: a prefetch moves on to other chunks (so the nodes of a fleet split
+// the model between them), readahead waits for it to land, and a demand
+// read waits at most as long as the origin would take.
+type Mode int
+
+const (
+	Demand Mode = iota
+	Readahead
+	Background
+)
+
+// Request is one chunk a node needs.
+type Request struct {
+	Volume    string // for stats
+	Key       string // the object's content address (chunkcache.ObjectKey)
+	Index     int
+	ChunkSize int64
+	Buf       []byte // exactly the chunk's length
+	Mode      Mode
+	// Origin fills Buf from the origin.
+	Origin func(ctx context.Context) error
+	// OriginTime is how long a chunk takes from the origin now: a demand
+	// read waits on another node's lease no longer than that.
+	OriginTime time.Duration
+}
+
+// Source says where Fill found the bytes.
+type Source int
+
+const (
+	FromShared Source = iota
+	FromOrigin
+)
+
+// Filled is Fill's outcome; hand it to Publish.
+type Filled struct {
+	Source  Source
+	publish bool
+	lease   *lease
+}
+
+// ErrDeferred is Fill's answer to a Background request for a chunk that
+// another node is fetching: do something else and come back later.
+var ErrDeferred = errors.New("chunk is being fetched by another node")
+
+// Fill puts chunk r.Index of r.Key into r.Buf: from the shared store when
+// it is there (its digest checked), else from the origin. Whatever the
+// store does, a failure of it only sends the read to the origin; Fill
+// fails only when the origin does, ctx ends, or with ErrDeferred.
+func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
+	name := chunkName(r.Key, r.ChunkSize, r.Index)
+	if !t.h.readable() {
+		return t.fromOrigin(ctx, r, nil, false)
+	}
+	t.touch(r.Key)
+	if hit, err := t.get(ctx, r, name); hit || err != nil {
+		if hit {
+			return Filled{Source: FromShared}, nil
+		}
+		return t.fromOrigin(ctx, r, nil, false)
+	}
+	lname := leaseName(r.Key, r.ChunkSize, r.Index)
+	start := t.now()
+	waited := false
+	for {
+		res, err := t.acquire(ctx, r.Volume, lname)
+		if err != nil {
+			if ctx.Err() != nil {
+				return Filled{}, ctx.Err()
+			}
+			return t.fromOrigin(ctx, r, nil, true)
+		}
+		if res.held != nil {
+			t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
+			// It may have landed between the miss and the lease.
+			if hit, _ := t.get(ctx, r, name); hit {
+				res.held.release()
+				return Filled{Source: FromShared}, nil
+			}
+			return t.fromOrigin(ctx, r, res.held, true)
+		}
+		if r.Mode == Background {
+			t.count(r.Volume, func(s *Stats) { s.Deferred++ })
+			return Filled{}, ErrDeferred
+		}
+		if !waited {
+			waited = true
+			t.count(r.Volume, func(s *Stats) { s.LeasesWaited++ })
+		}
+		hit, err := t.await(ctx, r, name, res.other, start)
+		switch {
+		case hit:
+			return Filled{Source: FromShared}, nil
+		case ctx.Err() != nil:
+			return Filled{}, ctx.Err()
+		case errors.Is(err, errOriginSooner):
+			return t.fromOrigin(ctx, r, nil, true)
+		case err != nil:
+			return t.fromOrigin(ctx, r, nil, false)
+		}
+		// The lease lapsed with the chunk still absent: try to take it.
+	}
+}
+
+var errOriginSooner = errors.New("the origin is sooner than the lease")
+
+// await polls for the chunk another node holds the lease on, backing off
+// from 20 to 250 ms, until it lands (hit), the lease expires (nil), a
+// demand read has waited as long as the origin would take, or the store
+// fails.
+func (t *Tier) await(ctx context.Context, r Request, name string, other leaseDoc, start time.Time) (bool, error) {
+	wait := 20 * time.Millisecond
+	for t.now().UnixMilli() < other.Expires {
+		if r.Mode == Demand && t.now().Sub(start)+wait > r.OriginTime {
+			return false, errOriginSooner
+		}
+		if err := t.sleep(ctx, wait); err != nil {
+			return false, err
+		}
+		wait = min(wait*2, 250*time.Millisecond)
+		if hit, err := t.get(ctx, r, name); hit || err != nil {
+			return hit, err
+		}
+	}
+	return false, nil
+}
+
+// get reads the chunk from the store. A chunk failing its digest is
+// deleted (so no node reads it again) and counts as absent; err is set
+// only when the store itself failed.
+func (t *Tier) get(ctx context.Context, r Request, name string) (hit bool, err error) {
+	err = t.op(ctx, func(ctx context.Context) error { return readChunk(ctx, t.blobs, name, r.Buf) })
+	switch {
+	case err == nil:
+		t.count(r.Volume, func(s *Stats) { s.BytesShared += int64(len(r.Buf)) })
+		return true, nil
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case errors.Is(err, ErrCorrupt):
+		t.count(r.Volume, func(s *Stats) { s.Corrupt++ })
+		t.log.Warn("shared cache chunk failed its digest; deleted, fetching it from the origin", "store", t.blobs.String(), "chunk", name, "err", err)
+		_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, name) })
+		return false, nil
+	}
+	return false, err
+}
+
+func (t *Tier) fromOrigin(ctx context.Context, r Request, l *lease, publish bool) (Filled, error) {
+	if err := r.Origin(ctx); err != nil {
+		l.release()
+		return Filled{}, err
+	}
+	t.count(r.Volume, func(s *Stats) { s.BytesOrigin += int64(len(r.Buf)) })
+	return Filled{Source: FromOrigin, publish: publish, lease: l}, nil
+}
+
+// Publish writes back what Fill got from the origin, and releases the
+// lease. Call it once per successful Fill, after the bytes in r.Buf were
+// used (they are not changed): it blocks for the write.
+func (t *Tier) Publish(r Request, f Filled) {
+	defer f.lease.release()
+	if !f.publish || !t.h.writable() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+	defer cancel()
+	name := chunkName(r.Key, r.ChunkSize, r.Index)
+	if err := t.op(ctx, func(ctx context.Context) error { return writeChunk(ctx, t.blobs, name, r.Buf) }); err == nil {
+		t.h.wrote()
+		t.count(r.Volume, func(s *Stats) { s.BytesPublished += int64(len(r.Buf)) })
+	}
+}
+
+// Forget deletes the shared chunks of an object that failed verification
+// at this node, so no node reads them again; the healed copy is written
+// back by whoever fetches next.
+func (t *Tier) Forget(key string, chunkSize int64, nchunks int) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+	defer cancel()
+	for i := 0; i < nchunks && t.h.readable(); i++ {
+		name := chunkName(key, chunkSize, i)
+		_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, name) })
+	}
+}
+
+// touch records, at most every AccessEvery per object, that this node used
+// it: GC keeps what was used lately. Fire and forget.
+func (t *Tier) touch(key string) {
+	now := t.now()
+	t.mu.Lock()
+	last, ok := t.touched[key]
+	if ok && now.Sub(last) < t.opts.AccessEvery {
+		t.mu.Unlock()
+		return
+	}
+	t.touched[key] = now
+	t.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+		defer cancel()
+		doc := []byte(fmt.Sprintf("{\"holder\":%q,\"at_unix_ms\":%d}", t.opts.Holder, now.UnixMilli()))
+		_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, accessName(key), [][]byte{doc}, false) })
+	}()
+}
+
+func (t *Tier) sleep(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
