@@ -76,5 +76,23 @@ bench: deps build
 	  else echo "warning: $$t missing; install rclone and s3fs"; fi; break; }; done
 	$(GO) run ./integration/cmd/bench -bin $(BIN) $(BENCHFLAGS)
 
+# SeaweedFS for the fleet tests (integration/tools/seaweedfs/README.md): a
+# ~230 MB binary that takes ~10 min to build on 2 cores, so bin/weed is a file
+# target, rebuilt only when it is missing or the pin (go.mod/go.sum) changes.
+# The touch: go build leaves an up-to-date binary's mtime alone.
+WEED     := bin/weed
+WEED_MOD := integration/tools/seaweedfs
+.PHONY: weed test-fleet
+weed: $(WEED)
+$(WEED): $(WEED_MOD)/go.mod $(WEED_MOD)/go.sum
+	cd $(WEED_MOD) && $(GO) build -o $(CURDIR)/$(WEED) github.com/seaweedfs/seaweedfs/weed
+	@touch $@
+
+# The fleet tests: a real SeaweedFS (master, volume, filer, S3 in one process,
+# on 127.0.0.1) and weed mount FUSE clients as nodes. Here the binary is
+# required: a missing one fails instead of skipping.
+test-fleet: deps build weed
+	WEIGHTFS_WEED=$(CURDIR)/bin/weed WEIGHTFS_REQUIRE_WEED=1 $(GO) test -count=1 -timeout 20m -run 'Fleet' ./integration/...
+
 clean:
 	rm -rf bin
