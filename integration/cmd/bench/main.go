@@ -48,6 +48,8 @@ type settings struct {
 	dlRangeMB    int64    // download baseline: range size
 	weightfsArgs []string // extra `weightfs mount` flags
 	weightfsEnv  []string // extra environment of `weightfs mount` (K=V)
+	leanSizeMB   int64    // the lean row's model (0: no lean row)
+	leanShards   int
 	skip         map[string]bool
 	keep         bool
 	logDir       string // where each daemon's output is saved ("" = nowhere)
@@ -67,6 +69,8 @@ func main() {
 	flag.Int64Var(&s.sizeMB, "size-mb", 2048, "model size for the full comparison, MiB")
 	flag.StringVar(&rss, "rss-sizes-mb", "1024", "comma-separated extra model sizes (MiB) weightfs-hf also loads cold, to show its peak RSS does not grow with the model")
 	flag.IntVar(&s.shards, "shards", 0, "safetensors shards (0: one per 512 MiB, at least 2)")
+	flag.Int64Var(&s.leanSizeMB, "lean-size-mb", 0, "also measure a model of this size (MiB; issue 11 uses 6144), cold, weightfs beside download-then-load: load time, page cache growth, daemon CPU per GB with verification, peak RSS, warm reload against a direct read of the cache files (0: off)")
+	flag.IntVar(&s.leanShards, "lean-shards", 12, "safetensors shards of the -lean-size-mb model")
 	flag.Float64Var(&perConnMbps, "per-conn-mbps", 400, "emulated CDN speed per connection, Mbit/s")
 	flag.Float64Var(&aggGbps, "aggregate-gbps", 10, "emulated CDN aggregate limit, Gbit/s")
 	flag.DurationVar(&s.ttfb, "ttfb", 30*time.Millisecond, "emulated time to first byte of every content response")

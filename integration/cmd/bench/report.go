@@ -238,6 +238,15 @@ func (rp *report) text() string {
 	}
 	tw.Flush()
 	out := "\n" + rp.settings() + "\n" + buf.String() + "\n"
+	if lr := rp.b.lean; lr != nil {
+		buf.Reset()
+		tw := tabwriter.NewWriter(&buf, 0, 0, 2, ' ', 0)
+		for _, line := range lr.table() {
+			fmt.Fprintln(tw, strings.Join(line, "\t"))
+		}
+		tw.Flush()
+		out += lr.heading() + "\n\n" + buf.String() + "\n" + lr.spreads() + "\n\n"
+	}
 	for _, v := range rp.r.verified {
 		out += "sha256: " + v + "\n"
 	}
@@ -281,17 +290,13 @@ func (rp *report) writeMarkdown(path string) error {
 	var b strings.Builder
 	b.WriteString(strings.TrimRight(header, "\n") + "\n\n" + generatedMarker + "\n\n")
 	b.WriteString("## Latest run\n\n" + rp.settings() + "\n")
-	grid := rp.r.table()
-	for i, line := range grid {
-		for j := range line {
-			line[j] = strings.ReplaceAll(line[j], "|", `\|`)
-		}
-		b.WriteString("| " + strings.Join(line, " | ") + " |\n")
-		if i == 0 {
-			b.WriteString("|" + strings.Repeat(" --- |", len(line)) + "\n")
-		}
-	}
+	writeGrid(&b, rp.r.table())
 	b.WriteString("\nOrigin limits: " + rp.limitNotes() + "\n")
+	if lr := rp.b.lean; lr != nil {
+		b.WriteString("\n### " + lr.heading() + "\n\n")
+		writeGrid(&b, lr.table())
+		b.WriteString("\nRuns: " + lr.spreads() + ".\n")
+	}
 	b.WriteString("\n### Correctness\n\n")
 	for _, v := range rp.r.verified {
 		b.WriteString("- sha256, " + v + "\n")
@@ -308,6 +313,19 @@ func (rp *report) writeMarkdown(path string) error {
 	}
 	b.WriteString("\n" + howToRead)
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeGrid writes a table in Markdown, its first line the header.
+func writeGrid(b *strings.Builder, grid [][]string) {
+	for i, line := range grid {
+		for j := range line {
+			line[j] = strings.ReplaceAll(line[j], "|", `\|`)
+		}
+		b.WriteString("| " + strings.Join(line, " | ") + " |\n")
+		if i == 0 {
+			b.WriteString("|" + strings.Repeat(" --- |", len(line)) + "\n")
+		}
+	}
 }
 
 func (rp *report) limitNotes() string {

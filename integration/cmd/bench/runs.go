@@ -36,6 +36,7 @@ type bench struct {
 	res        *results
 	env        envInfo
 	logSeq     int
+	lean       *leanResult // the -lean-size-mb row, when run
 }
 
 func newBench(s settings) (*bench, error) {
@@ -130,6 +131,7 @@ func (b *bench) run() {
 		b.runTool(b.weightfsTool("hf", eo), eo, false)
 		os.RemoveAll(eo.dir)
 	}
+	b.runLean()
 }
 
 // runTool measures one FUSE filesystem. Each cold measurement gets its own
