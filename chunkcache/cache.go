@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/weightfs/weightfs/chunkcache/internal/bufpool"
+	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/chunkcache/store"
 	"github.com/weightfs/weightfs/chunkcache/store/manifests"
 	"github.com/weightfs/weightfs/fetch"
@@ -87,7 +88,10 @@ type Options struct {
 	// RetryMax caps the backoff between background retries of a chunk or a
 	// file that failed; they go on for the life of the cache. Default 1m.
 	RetryMax time.Duration
-	Logger   *slog.Logger
+	// Shared, if set, is the fleet's shared store between this cache and
+	// the origin (tier.go).
+	Shared *shared.Tier
+	Logger *slog.Logger
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
 }
@@ -117,7 +121,8 @@ type Cache struct {
 	clientReads    atomic.Int64 // reads by clients so far (see busySince)
 	verdictWaiters atomic.Int32 // strict readers waiting for a verdict: the verifier then runs flat out
 
-	fetchedBytes atomic.Int64   // bytes fetched from origins, for adaptation
+	fetchedBytes atomic.Int64   // bytes fetched (origin or shared tier), for adaptation
+	originNanos  atomic.Int64   // moving average of an origin chunk fetch (tier.go)
 	fetches      sync.WaitGroup // chunk fetches running (Object.fetch)
 	fetchMu      sync.Mutex     // orders startFetch against Close
 	closing      bool           // GUARDED_BY(fetchMu)

@@ -5,6 +5,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/chunkcache/store"
 )
 
@@ -30,6 +31,7 @@ type call struct {
 	refs   int           // GUARDED_BY(Object.mu); the fetch plus readers holding buf
 	kept   bool          // GUARDED_BY(Object.mu); the memory tier took the buffer
 	heal   *healState    // set when the file is healing: bytes are confirmed before use
+	mode   shared.Mode   // who asked: what a lease held by another node means (tier.go)
 }
 
 // part is one ranged read of a chunk fetch. ready is closed once its bytes
@@ -49,13 +51,14 @@ type part struct {
 // reads before anything else), are split into ranges of half that size:
 // that cuts the wait for them, at the price of more requests, which only
 // those chunks pay. A first chunk also starts with a headRange read.
-func (o *Object) newCall(idx int, gen uint64, demand bool) *call {
+func (o *Object) newCall(idx int, gen uint64, mode shared.Mode) *call {
+	demand := mode == shared.Demand
 	_, cLen := o.chunkBounds(idx)
 	rs := o.c.opts.RangeSize
 	if (demand || idx == 0) && rs >= 512<<10 {
 		rs /= 2
 	}
-	cl := &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1, gen: gen, heal: o.heal} // refs: the fetch's
+	cl := &call{done: make(chan struct{}), stored: make(chan struct{}), refs: 1, gen: gen, heal: o.heal, mode: mode} // refs: the fetch's
 	next := func(s int64) int64 { return min((s/rs+1)*rs, cLen) }
 	if idx == 0 && cLen > headRange && rs > headRange {
 		next = func(s int64) int64 {

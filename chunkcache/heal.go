@@ -133,6 +133,7 @@ func (o *Object) mismatch(gen uint64, want fetch.Checksum, got string) {
 			"file", o.file.Path, "origin", o.origin)
 	}
 	if hs != nil {
+		o.forgetShared()
 		go o.startHeal(hs, newGen)
 	}
 }

@@ -133,24 +133,29 @@ func (o *Object) fetch(idx int, cl *call) {
 	defer o.unref(cl)
 	start := time.Now()
 	// A healing chunk's ranges are not served as they arrive: only once
-	// every block of it is confirmed (heal.go).
-	err := o.fetchParts(ctx, cOff, buf, cl.parts, cl.heal == nil)
-	if err == nil && cl.heal != nil {
-		err = o.confirm(ctx, cl.heal, cOff, buf)
-	}
+	// every block of it is confirmed (heal.go). With a shared tier the
+	// bytes may come from the fleet's store instead (tier.go).
+	sf, fromOrigin, err := o.fill(ctx, idx, cl, cOff, buf)
 	if err != nil {
 		cl.err = fmt.Errorf("%s %q: fetching bytes %d-%d: %w", o.origin, o.file.Path, cOff, cOff+cLen-1, err)
-		o.c.opts.Events.FetchFailed(o.origin, err)
+		deferred := isDeferred(err)
+		if !deferred {
+			o.c.opts.Events.FetchFailed(o.origin, err)
+		}
 		o.mu.Lock()
 		delete(o.inflight, idx)
 		delete(o.waiters, idx)
 		o.mu.Unlock()
 		close(cl.done)
 		close(cl.stored)
-		o.noteFailure(idx, cl.err)
+		if !deferred {
+			o.noteFailure(idx, cl.err)
+		}
 		return
 	}
-	o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
+	if fromOrigin {
+		o.c.opts.Events.Fetched(o.origin, cLen, time.Since(start))
+	}
 	o.c.fetchedBytes.Add(cLen)
 	// Wake the waiters before touching the disk: they are served from this
 	// buffer, so a slow cache disk never sits on the read path. The call
@@ -164,6 +169,10 @@ func (o *Object) fetch(idx int, cl *call) {
 	o.mu.Unlock()
 	close(cl.done)
 	kept := o.store(idx, cl.gen, buf, demanded && o.memWorthy(idx))
+	// Written back while the call is still in flight, so the buffer
+	// cannot be recycled under the write (the memory tier never changes
+	// a buffer it kept).
+	o.publish(sf)
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)

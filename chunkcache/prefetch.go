@@ -76,7 +76,7 @@ func (p *Prefetcher) send(ctx context.Context, ch chan job, j job) bool {
 	if o, idx := p.c.sched.takeHint(); o != nil {
 		// Continue where the reader is, a bounded stretch ahead.
 		for k := idx; k < min(o.nchunks, idx+32); k++ {
-			if !o.Present(k) && !p.sendOne(ctx, ch, job{o, k}) {
+			if !o.Present(k) && !p.sendOne(ctx, ch, job{o: o, idx: k}) {
 				return false
 			}
 		}
@@ -117,13 +117,13 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 	// Phase 1: small files and safetensors headers.
 	for _, o := range small {
 		for k := 0; k < o.nchunks; k++ {
-			if !p.send(ctx, ch, job{o, k}) {
+			if !p.send(ctx, ch, job{o: o, idx: k}) {
 				return
 			}
 		}
 	}
 	for _, o := range st {
-		if o.nchunks > 0 && !p.send(ctx, ch, job{o, 0}) {
+		if o.nchunks > 0 && !p.send(ctx, ch, job{o: o, idx: 0}) {
 			return
 		}
 	}
@@ -134,9 +134,22 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 		}
 	}
 	// Phase 3: everything else.
-	for _, o := range append(st, rest...) {
+	all := append(st, rest...)
+	for _, o := range all {
 		for k := 0; k < o.nchunks; k++ {
-			if !p.send(ctx, ch, job{o, k}) {
+			if !p.send(ctx, ch, job{o: o, idx: k}) {
+				return
+			}
+		}
+	}
+	// Phase 4, with a shared tier: the chunks other nodes were fetching
+	// when the plan reached them (put off, see ensurePlan), now waited for.
+	if p.c.opts.Shared == nil {
+		return
+	}
+	for _, o := range append(small, all...) {
+		for k := 0; k < o.nchunks; k++ {
+			if !p.send(ctx, ch, job{o: o, idx: k, patient: true}) {
 				return
 			}
 		}
@@ -195,7 +208,7 @@ func (p *Prefetcher) tensorOrder(ctx context.Context, st []*Object) []job {
 				continue
 			}
 			for k := int(s.Begin / cs); k <= int((s.End-1)/cs); k++ {
-				j := job{s.o, k}
+				j := job{o: s.o, idx: k}
 				if !seen[j] {
 					seen[j] = true
 					out = append(out, j)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/chunkcache/store"
 )
 
@@ -136,6 +137,18 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 // so a racing read sees zeros, never a short read that the kernel would
 // take for end of file) and a drop evicts the kernel's copy afterwards.
 func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, demand bool) (store.Piece, error) {
+	mode := shared.Readahead
+	if demand {
+		mode = shared.Demand
+	}
+	return o.readChunkAs(ctx, idx, within, n, mode)
+}
+
+// readChunkAs is readChunk for a fetch asked for by mode: a prefetch
+// (shared.Background) gives up on a chunk another node of the fleet is
+// fetching, and comes back to it later.
+func (o *Object) readChunkAs(ctx context.Context, idx int, within int64, n int, mode shared.Mode) (store.Piece, error) {
+	demand := mode == shared.Demand
 	for attempt := 0; ; attempt++ {
 		o.dataMu.RLock()
 		o.mu.Lock()
@@ -157,7 +170,7 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 				o.dataMu.RUnlock()
 				return store.Piece{}, fmt.Errorf("%s %s: %w", o.origin, o.file.Path, ErrClosed)
 			}
-			cl = o.newCall(idx, gen, demand)
+			cl = o.newCall(idx, gen, mode)
 			o.inflight[idx] = cl
 			go o.fetch(idx, cl)
 		}
@@ -209,6 +222,10 @@ func (o *Object) readChunk(ctx context.Context, idx int, within int64, n int, de
 		if err != nil {
 			return store.Piece{}, err
 		}
+		if cl.err != nil && isDeferred(cl.err) && mode != shared.Background {
+			// Joined a prefetch that was put off: fetch it as asked.
+			continue
+		}
 		if cl.err != nil {
 			return store.Piece{}, cl.err
 		}
@@ -245,5 +262,16 @@ func (o *Object) Ensure(ctx context.Context, idx int) error {
 		return nil
 	}
 	_, err := o.readChunk(ctx, idx, 0, 0, false)
+	return err
+}
+
+// ensurePlan is Ensure for the prefetch plan: with a shared tier, a chunk
+// another node is fetching is left to it (shared.ErrDeferred), so the
+// nodes of a fleet split the model between them.
+func (o *Object) ensurePlan(ctx context.Context, idx int) error {
+	if idx < 0 || idx >= o.nchunks {
+		return nil
+	}
+	_, err := o.readChunkAs(ctx, idx, 0, 0, shared.Background)
 	return err
 }

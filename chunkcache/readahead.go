@@ -76,7 +76,7 @@ func (o *Object) noteAccess(off, n int64) {
 	}
 	o.mu.Unlock()
 	for _, idx := range todo {
-		s.urgent(job{o: o, idx: idx})
+		s.urgent(job{o: o, idx: idx, patient: true})
 	}
 	if len(todo) > 0 {
 		s.hint(o, todo[len(todo)-1]+1)

@@ -11,6 +11,9 @@ import (
 type job struct {
 	o   *Object
 	idx int
+	// patient: wait for a chunk another node of the fleet is fetching
+	// rather than move on (readahead, and the plan's last pass).
+	patient bool
 }
 
 // sched runs background fetches: readahead (the loader's near future)
@@ -196,7 +199,11 @@ func (s *sched) run(j job) {
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.FetchTimeout)
 	defer cancel()
-	if err := j.o.Ensure(ctx, j.idx); err != nil {
+	ensure := j.o.ensurePlan
+	if j.patient {
+		ensure = j.o.Ensure
+	}
+	if err := ensure(ctx, j.idx); err != nil {
 		s.c.log.Debug("background fetch failed", "file", j.o.file.Path, "chunk", j.idx, "err", err)
 	}
 }
