@@ -91,4 +91,3 @@ func (c *Cache) noteOriginChunk(d time.Duration) {
 
 // Shared is the shared tier, or nil.
 func (c *Cache) Shared() *shared.Tier { return c.opts.Shared }
-
