@@ -70,8 +70,12 @@ func (cp *controlPlane) ready(rs []*resolved, op *opener, prefetch bool) {
 		return
 	}
 	m := control.Model{Prefetch: prefetch}
+	if t := op.cache.Shared(); t != nil {
+		m.Shared = t.Status
+		cp.metrics.SetShared(t.Status)
+	}
 	for _, r := range rs {
-		v := control.Volume{Folder: r.entry.VolumeFolder, Repo: r.entry.RepoID, Kind: r.manifest.Kind,
+		v := control.Volume{Folder: r.entry.VolumeFolder, Repo: r.entry.RepoID, Kind: r.manifest.Kind, Origin: r.origin,
 			Revision: r.entry.Revision, Commit: r.manifest.Commit}
 		if v.Kind == "" {
 			v.Kind = r.entry.Kind

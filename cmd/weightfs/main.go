@@ -51,6 +51,7 @@ func newApp() *cli.App {
 			fetchCommand(),
 			waitCommand(),
 			statusCommand(),
+			gcCommand(),
 		},
 		// Errors are printed once, as one clear line, by main; never a stack.
 		ExitErrHandler: func(*cli.Context, error) {},

@@ -36,6 +36,7 @@ func mountCommand() *cli.Command {
 			positiveDuration(&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"}),
 			&cli.BoolFlag{Name: "strict-verify", Usage: "reads of a file wait until the whole file is verified against its checksum, so no reader ever sees a byte that later fails verification (slower first reads; prefetch order is unchanged)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			sharedCacheFlag, sharedTimeoutFlag, sharedLeaseFlag,
 			controlAddrFlag,
 		},
 		Action: runMount,
@@ -68,7 +69,14 @@ func runMount(c *cli.Context) error {
 	if ra == 0 {
 		ra = -1
 	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tier, err := openSharedTier(ctx, c, log)
+	if err != nil {
+		return err
+	}
 	cache, err := chunkcache.Open(chunkcache.Options{
+		Shared:       tier,
 		Dir:          c.String("cache-dir"),
 		ChunkSize:    c.Int64("chunk-mb") << 20,
 		MemoryBytes:  mem,
@@ -84,8 +92,6 @@ func runMount(c *cli.Context) error {
 		return err
 	}
 	defer cache.Close()
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	env := sourceEnv(c, log)
 	rs, err := resolveAll(ctx, entries, env, cache.Manifests(), c.Bool("refresh"))
 	if err != nil {

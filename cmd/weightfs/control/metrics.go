@@ -31,6 +31,8 @@ type Metrics struct {
 	verifyFailure prometheus.Counter
 	servedBad     prometheus.Counter
 
+	shared *sharedCollector
+
 	progressMu sync.Mutex
 	progress   func() (cached, total int64, verified int, ok bool) // GUARDED_BY(progressMu)
 }
@@ -46,7 +48,7 @@ var (
 // NewMetrics registers every weightfs metric, and the Go runtime and
 // process collectors, on a fresh registry.
 func NewMetrics() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), shared: &sharedCollector{}}
 	m.fetchedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weightfs_fetched_bytes_total",
 		Help: "Bytes fetched from origins, by origin (kind:repo)."}, []string{"origin"})
 	m.fetchErrors = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weightfs_fetch_errors_total",
@@ -72,7 +74,7 @@ func NewMetrics() *Metrics {
 	m.hits.WithLabelValues("memory")
 	m.hits.WithLabelValues("disk")
 	m.reg.MustRegister(m.fetchedBytes, m.fetchErrors, m.hits, m.misses, m.waitTotal, m.wait, m.reads,
-		m.readErrors, m.retries, m.verifyFailure, m.servedBad, progressCollector{m},
+		m.readErrors, m.retries, m.verifyFailure, m.servedBad, progressCollector{m}, m.shared,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/weightfs/weightfs/chunkcache"
+	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/fetch/config"
 )
 
@@ -16,11 +17,14 @@ import (
 type Model struct {
 	Volumes  []Volume
 	Prefetch bool // background prefetch is on (else only reads fill the cache)
+	// Shared reports the fleet's shared cache; nil when there is none.
+	Shared func() shared.Status
 }
 
 // Volume is one mounted model_cache entry.
 type Volume struct {
 	Folder, Repo, Kind, Revision, Commit string
+	Origin                               string   // the cache's name for the source (shared cache stats are by it)
 	Files                                []Stater // in listing order
 }
 
@@ -37,6 +41,9 @@ type Status struct {
 	Prefetch      PrefetchStatus `json:"prefetch"`
 	Totals        Summary        `json:"totals"`
 	Volumes       []VolumeStatus `json:"volumes"`
+	// SharedCache is the fleet's shared cache: its state and what it
+	// served, over all volumes (each volume's share is in its own entry).
+	SharedCache *shared.Status `json:"shared_cache,omitempty"`
 	// Now is the daemon's clock when it answered, against which the files'
 	// last_progress times are read (a client's clock may differ).
 	Now time.Time `json:"now"`
@@ -75,6 +82,8 @@ type VolumeStatus struct {
 	Rate       float64                  `json:"rate"`        // bytes/s, as PrefetchStatus.Rate
 	ETASeconds *float64                 `json:"eta_seconds"` // as PrefetchStatus.ETASeconds
 	FileList   []chunkcache.ObjectStats `json:"file_list"`
+	// Shared is this volume's traffic through the shared cache, if any.
+	Shared *shared.Stats `json:"shared_cache,omitempty"`
 }
 
 // Complete reports whether every file is cached and verified.
@@ -120,6 +129,13 @@ func (s *Server) Snapshot() Status {
 		return st
 	}
 	rates := s.rates.rates()
+	var sh *shared.Status
+	if m.Shared != nil {
+		ss := m.Shared()
+		ss.Error = config.Redact(ss.Error, s.opts.Secrets...)
+		sh = &ss
+		st.SharedCache = sh
+	}
 	for i, v := range m.Volumes {
 		vs := VolumeStatus{Folder: v.Folder, Repo: v.Repo, Kind: v.Kind, Revision: v.Revision, Commit: v.Commit,
 			FileList: make([]chunkcache.ObjectStats, 0, len(v.Files))}
@@ -132,6 +148,10 @@ func (s *Server) Snapshot() Status {
 			vs.FileList = append(vs.FileList, fs)
 		}
 		vs.finish()
+		if sh != nil {
+			vst := sh.Volumes[v.Origin]
+			vs.Shared = &vst
+		}
 		if i < len(rates.volumes) {
 			vs.Rate = rates.volumes[i]
 		}
