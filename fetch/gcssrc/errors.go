@@ -52,7 +52,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	}
 	if errors.Is(err, storage.ErrBucketNotExist) {
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, &fetch.StatusError{Op: oi.op, Status: 404}, "%s: bucket %q does not exist at %s: check repo_id",
-			s.b.Entry.Name(), s.b.Name, s.endpointName()))
+			s.name(), s.b.Name, s.endpointName()))
 	}
 	if oi.read && errors.Is(err, storage.ErrObjectNotExist) {
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, &fetch.StatusError{Op: oi.op, Status: 404},
@@ -74,7 +74,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	switch {
 	case ge.Code == http.StatusNotFound && !oi.read:
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, st, "%s: bucket %q does not exist at %s: check repo_id",
-			s.b.Entry.Name(), s.b.Name, s.endpointName()))
+			s.name(), s.b.Name, s.endpointName()))
 	case ge.Code == http.StatusNotFound || ge.Code == http.StatusPreconditionFailed:
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, st,
 			"%s: the listed generation no longer exists: the object changed since it was listed; list the entry again", oi.what))

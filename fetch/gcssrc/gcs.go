@@ -62,6 +62,10 @@ type Options struct {
 	Logger    *slog.Logger      // default: discard
 	Retry     fetch.RetryPolicy // List's retries; zero: fetch.DefaultRetryPolicy
 	PageSize  int               // objects per list page; default 1000 (tests page smaller)
+	// ReadWrite asks for storage.ScopeReadWrite instead of ScopeReadOnly,
+	// for a client that writes (NewClient for the shared chunk cache); a
+	// Source only reads. Default false.
+	ReadWrite bool
 
 	// xmlReads keeps XML API reads with an Endpoint or Emulator (tests of
 	// the path real GCS takes).
@@ -78,19 +82,36 @@ func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, gete
 		return Options{}, fmt.Errorf("%s: %w", e.Name(), err)
 	}
 	o := Options{ServiceAccount: sa, SecretName: e.SecretName, DataDir: dataDir}
+	err = envSettings(&o, e.Name(), getenv)
+	return o, err
+}
+
+// EnvOptions gathers the settings of the environment alone, for a client
+// that is not a model_cache entry's (see NewClient): STORAGE_EMULATOR_HOST,
+// read through getenv (nil: os.Getenv). what names the user in errors.
+// ServiceAccount stays nil: Application Default Credentials, unless the
+// caller sets one.
+func EnvOptions(what string, getenv func(string) string) (Options, error) {
+	var o Options
+	err := envSettings(&o, what, getenv)
+	return o, err
+}
+
+func envSettings(o *Options, what string, getenv func(string) string) error {
 	if v := strings.TrimSpace(objstore.OrGetenv(getenv)(EmulatorEnv)); v != "" {
 		if _, err := emulatorEndpoint(v); err != nil {
-			return o, fmt.Errorf("%s: %s: %w", e.Name(), EmulatorEnv, err)
+			return fmt.Errorf("%s: %s: %w", what, EmulatorEnv, err)
 		}
 		o.Emulator = v
 	}
-	return o, nil
+	return nil
 }
 
 // Source serves one gcs entry. It is safe for concurrent use.
 type Source struct {
 	b      objstore.Bucket
 	opts   Options
+	what   string                     // names the client's user in messages; "": the entry (see name)
 	client objstore.Lazy[clientState] // built on first use
 }
 
@@ -111,15 +132,20 @@ var (
 
 // Secrets are the service account's private key and its ID. Application
 // Default Credentials are the auth library's, and it echoes none.
-func (s *Source) Secrets() []string {
-	if s.opts.ServiceAccount == nil {
+func (s *Source) Secrets() []string { return s.opts.Secrets() }
+
+// Secrets are the private key and key ID of o's service account; none for
+// Application Default Credentials, which the auth library holds and never
+// echoes.
+func (o Options) Secrets() []string {
+	if o.ServiceAccount == nil {
 		return nil
 	}
 	var key struct {
 		PrivateKey   string `json:"private_key"`
 		PrivateKeyID string `json:"private_key_id"`
 	}
-	_ = json.Unmarshal(s.opts.ServiceAccount.JSON, &key)
+	_ = json.Unmarshal(o.ServiceAccount.JSON, &key)
 	return []string{key.PrivateKey, key.PrivateKeyID}
 }
 
@@ -141,7 +167,7 @@ func NewTransport() *http.Transport { return fetch.NewTransport() }
 // build is not remembered, so a transient failure is retried by the next
 // caller.
 func (s *Source) getClient(ctx context.Context) (*clientState, error) {
-	return s.client.Get(ctx, s.b.Entry.Name(), s.newClient)
+	return s.client.Get(ctx, s.name(), s.newClient)
 }
 
 func (s *Source) newClient(ctx context.Context) (*clientState, error) {
@@ -155,7 +181,7 @@ func (s *Source) newClient(ctx context.Context) (*clientState, error) {
 	ep := s.opts.Endpoint
 	if s.opts.Emulator != "" {
 		if ep, err = emulatorEndpoint(s.opts.Emulator); err != nil {
-			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.b.Entry.Name(), EmulatorEnv, err))
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.name(), EmulatorEnv, err))
 		}
 	}
 	jsonReads := false
@@ -170,7 +196,7 @@ func (s *Source) newClient(ctx context.Context) (*clientState, error) {
 	}
 	c, err := storage.NewClient(ctx, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: creating the GCS client: %s", s.b.Entry.Name(), s.redact(err.Error()))
+		return nil, fmt.Errorf("%s: creating the GCS client: %s", s.name(), s.redact(err.Error()))
 	}
 	c.SetRetry(storage.WithPolicy(storage.RetryNever)) // fetch.RetryPolicy decides
 	return &clientState{c: c, from: from, compressed: !jsonReads}, nil
@@ -184,6 +210,9 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 		return plain, "no credentials (emulator at " + s.opts.Emulator + ")", nil
 	}
 	scopes := []string{storage.ScopeReadOnly}
+	if s.opts.ReadWrite {
+		scopes = []string{storage.ScopeReadWrite}
+	}
 	var creds *auth.Credentials
 	var from string
 	switch {
@@ -192,7 +221,7 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 			&credentials.DetectOptions{Scopes: scopes})
 		if err != nil {
 			return nil, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
-				"%s: %s: not a usable service account key: %s", s.b.Entry.Name(), s.opts.ServiceAccount.From, s.redact(err.Error())))
+				"%s: %s: not a usable service account key: %s", s.name(), s.opts.ServiceAccount.From, s.redact(err.Error())))
 		}
 		creds, from = c, s.opts.ServiceAccount.From
 	case s.opts.Anonymous:
@@ -213,7 +242,7 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 		select {
 		case r = <-done:
 		case <-ctx.Done():
-			return nil, "", fmt.Errorf("%s: looking for Application Default Credentials: %w", s.b.Entry.Name(), ctx.Err())
+			return nil, "", fmt.Errorf("%s: looking for Application Default Credentials: %w", s.name(), ctx.Err())
 		}
 		if r.err != nil {
 			s.b.Log.Warn("no Application Default Credentials: reading GCS anonymously", "reason", r.err)
@@ -223,7 +252,7 @@ func (s *Source) httpClient(ctx context.Context) (*http.Client, string, error) {
 	}
 	hc, err := httptransport.NewClient(&httptransport.Options{Credentials: creds, BaseRoundTripper: s.opts.Transport, DisableTelemetry: true})
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: building the GCS HTTP client with %s: %s", s.b.Entry.Name(), from, s.redact(err.Error()))
+		return nil, "", fmt.Errorf("%s: building the GCS HTTP client with %s: %s", s.name(), from, s.redact(err.Error()))
 	}
 	return hc, from, nil
 }

@@ -72,7 +72,7 @@ func (s *Source) classify(err error, oi opInfo) error {
 	switch {
 	case code == "NoSuchBucket" || (status == http.StatusNotFound && !oi.read && code != "NoSuchKey"):
 		return fetch.Permanent(newErr([]error{ErrNoSuchBucket}, st,
-			"%s: bucket %q does not exist at %s: check repo_id", s.b.Entry.Name(), s.b.Name, s.endpointName()))
+			"%s: bucket %q does not exist at %s: check repo_id", s.name(), s.b.Name, s.endpointName()))
 	case status == http.StatusPreconditionFailed || code == "PreconditionFailed":
 		return fetch.Permanent(newErr([]error{fetch.ErrChanged}, st,
 			"%s: the object changed since it was listed (its ETag no longer matches); list the entry again", oi.what))

@@ -81,16 +81,35 @@ var (
 // through getenv (nil: os.Getenv via secrets). The default AWS chain, when it
 // is used, reads the process environment itself.
 func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, getenv func(string) string) (Options, error) {
-	getenv = objstore.OrGetenv(getenv)
 	creds, err := FindCredentials(secrets, e.SecretName, dataDir)
 	if err != nil {
 		return Options{}, fmt.Errorf("%s: %w", e.Name(), err)
 	}
 	o := Options{Credentials: creds, SecretName: e.SecretName, DataDir: dataDir}
+	err = envSettings(&o, e.Name(), getenv)
+	return o, err
+}
+
+// EnvOptions gathers the settings of the environment alone, for a client
+// that is not a model_cache entry's (see NewClient): the region from
+// AWS_REGION / AWS_DEFAULT_REGION and an S3-compatible endpoint from
+// AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, read through getenv (nil:
+// os.Getenv). what names the user in errors. Credentials stay nil: the
+// default AWS chain, unless the caller sets them.
+func EnvOptions(what string, getenv func(string) string) (Options, error) {
+	var o Options
+	err := envSettings(&o, what, getenv)
+	return o, err
+}
+
+// envSettings fills o's region and endpoint from getenv; what names the
+// user in errors.
+func envSettings(o *Options, what string, getenv func(string) string) error {
+	getenv = objstore.OrGetenv(getenv)
 	for _, k := range regionVars {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			if !regionRE.MatchString(v) {
-				return o, fmt.Errorf("%s: %s is not an AWS region name (like us-east-1)", e.Name(), k)
+				return fmt.Errorf("%s: %s is not an AWS region name (like us-east-1)", what, k)
 			}
 			o.Region, o.RegionFrom = v, k
 			break
@@ -99,19 +118,20 @@ func OptionsFromEnv(e config.Entry, secrets config.Secrets, dataDir string, gete
 	for _, k := range endpointVars {
 		if v := strings.TrimSpace(getenv(k)); v != "" {
 			if _, err := parseEndpoint(v); err != nil {
-				return o, fmt.Errorf("%s: %s: %w", e.Name(), k, err)
+				return fmt.Errorf("%s: %s: %w", what, k, err)
 			}
 			o.Endpoint, o.EndpointFrom = v, k
 			break
 		}
 	}
-	return o, nil
+	return nil
 }
 
 // Source serves one s3 entry. It is safe for concurrent use.
 type Source struct {
 	b    objstore.Bucket
 	opts Options
+	what string // names the client's user in messages; "": the entry (see name)
 	// client is built on first use (credentials, then the region, perhaps
 	// asked of the bucket); callers waiting for the first caller's region
 	// lookup still honour their own ctx.
@@ -134,8 +154,13 @@ var (
 // Secrets are the static keys' secret parts, or, when the default AWS chain
 // is used, the secret parts it may read from the process environment. (The
 // access key ID names the key; it does not sign.)
-func (s *Source) Secrets() []string {
-	if c := s.opts.Credentials; c != nil {
+func (s *Source) Secrets() []string { return s.opts.Secrets() }
+
+// Secrets are the secret parts of o's static keys, or, when o uses the
+// default AWS chain, the secret parts that chain may read from the process
+// environment.
+func (o Options) Secrets() []string {
+	if c := o.Credentials; c != nil {
 		return []string{c.SecretAccessKey, c.SessionToken}
 	}
 	return []string{os.Getenv("AWS_SECRET_ACCESS_KEY"), os.Getenv("AWS_SESSION_TOKEN")}
@@ -172,7 +197,7 @@ func NewHTTPClient() *awshttp.BuildableClient {
 // of the bucket). A failed build is not remembered, so a transient failure
 // is retried by the next caller.
 func (s *Source) getClient(ctx context.Context, regionHint string) (*s3.Client, error) {
-	st, err := s.client.Get(ctx, s.b.Entry.Name(), func(ctx context.Context) (*clientState, error) {
+	st, err := s.client.Get(ctx, s.name(), func(ctx context.Context) (*clientState, error) {
 		return s.newClient(ctx, regionHint)
 	})
 	if err != nil {
@@ -187,7 +212,7 @@ func (s *Source) newClient(ctx context.Context, regionHint string) (*clientState
 	if s.opts.Endpoint != "" {
 		var err error
 		if ep, err = parseEndpoint(s.opts.Endpoint); err != nil {
-			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.b.Entry.Name(), s.opts.EndpointFrom, err))
+			return nil, fetch.Permanent(fmt.Errorf("%s: %s: %w", s.name(), s.opts.EndpointFrom, err))
 		}
 	}
 	cfg, from, err := s.awsConfig(ctx)
@@ -259,7 +284,7 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	if err != nil {
 		// Errors here name a profile or a file, not a key.
 		return aws.Config{}, "", fetch.Permanent(newErr([]error{ErrBadCredentials}, nil,
-			"%s: loading the AWS configuration: %s", s.b.Entry.Name(), s.redact(err.Error())))
+			"%s: loading the AWS configuration: %s", s.name(), s.redact(err.Error())))
 	}
 	if c != nil {
 		return cfg, c.From, nil
@@ -267,7 +292,7 @@ func (s *Source) awsConfig(ctx context.Context) (aws.Config, string, error) {
 	from := "the default AWS credential chain"
 	if _, err := cfg.Credentials.Retrieve(ctx); err != nil {
 		if ctx.Err() != nil {
-			return aws.Config{}, "", fmt.Errorf("%s: looking up AWS credentials: %w", s.b.Entry.Name(), ctx.Err())
+			return aws.Config{}, "", fmt.Errorf("%s: looking up AWS credentials: %w", s.name(), ctx.Err())
 		}
 		// Public buckets need none; a private one fails with a message
 		// that says no credentials were found.
@@ -290,7 +315,7 @@ func (s *Source) discoverRegion(ctx context.Context, c *s3.Client) (string, erro
 	if errors.As(err, &re) && re.Response != nil {
 		return re.Response.Header.Get("X-Amz-Bucket-Region"), nil
 	}
-	return "", s.classify(err, opInfo{op: "HeadBucket " + s.b.Name, what: fmt.Sprintf("%s: finding the region of bucket %q", s.b.Entry.Name(), s.b.Name)})
+	return "", s.classify(err, opInfo{op: "HeadBucket " + s.b.Name, what: fmt.Sprintf("%s: finding the region of bucket %q", s.name(), s.b.Name)})
 }
 
 // parseEndpoint accepts an http(s) URL with a host.
