@@ -1,0 +1,245 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weightfs/weightfs/integration/hubemu"
+)
+
+// The fleet tests: several weightfs processes, each with its own local
+// cache, cold-load one model together through one shared cache. The origin
+// is throttled to an aggregate of 800 Mbit/s, as a region's link to the
+// Hub's CDN is in production, so the origin (not the daemons' hashing on
+// this 2-core machine) is what limits a load.
+//
+// A fleet store is a --shared-cache value and what the test can do to it.
+type fleetStore struct {
+	name string
+	spec func(t *testing.T) string // a fresh, empty store
+	env  []string                  // extra environment of the daemons
+}
+
+const fleetAggregate = 100e6 // bytes/s: 800 Mbit/s
+
+func fleetHub(t *testing.T, size int64, shards int) (*hubemu.Server, string, int64) {
+	t.Helper()
+	hub := newHub(t, hubemu.Options{AggregateBytesPerSec: fleetAggregate, PerConnBytesPerSec: 40e6})
+	origin := llmRepo(t, hub, size, shards)
+	var total int64
+	for _, sz := range treeSizesOS(t, origin) {
+		total += sz
+	}
+	return hub, origin, total
+}
+
+// fleetNode is one mount of the fleet and its control address.
+type fleetNode struct {
+	m    *mount
+	addr string
+}
+
+func startFleet(t *testing.T, hub *hubemu.Server, n int, spec string, env []string, extra ...string) []*fleetNode {
+	t.Helper()
+	nodes := make([]*fleetNode, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			addr := freeAddr(t)
+			args := append([]string{"--control-addr", addr, "--progress-every", "1h"}, extra...)
+			if spec != "" {
+				args = append(args, "--shared-cache", spec)
+			}
+			m, err := startMount(t, hub, mountOpts{config: llmConfig, args: args, env: env})
+			errs[i] = err
+			nodes[i] = &fleetNode{m: m, addr: addr}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return nodes
+}
+
+// waitAll waits until every node holds the whole model, verified.
+func waitAll(t *testing.T, nodes []*fleetNode) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for i, nd := range nodes {
+		if nd == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if out, err := runWeightfs(t, nil, "wait", "--control-addr", nd.addr, "--timeout", "5m", "--poll", "50ms"); err != nil {
+				t.Errorf("node %d: wait: %v\n%s\n%s", i, err, out, nd.m.stderr.String())
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// checkSums compares every file on every node with the origin by sha256.
+func checkSums(t *testing.T, nodes []*fleetNode, origin string) {
+	t.Helper()
+	want := treeSums(t, origin)
+	for i, nd := range nodes {
+		if nd == nil {
+			continue
+		}
+		got := treeSums(t, nd.m.path("llm"))
+		for rel, sum := range want {
+			if got[rel] != sum {
+				t.Errorf("node %d: %s: sha256 %s, want %s", i, rel, got[rel], sum)
+			}
+		}
+	}
+}
+
+func fleetStores() []fleetStore {
+	return []fleetStore{
+		{name: "dir", spec: func(t *testing.T) string { return filepath.Join(t.TempDir(), "shared") }},
+	}
+}
+
+// TestFleetEightNodesOneOriginDownload: 8 cold nodes on one shared store
+// cost about one origin download, and finish within 2x of one node alone.
+func TestFleetEightNodesOneOriginDownload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the fleet load takes a minute")
+	}
+	for _, st := range fleetStores() {
+		t.Run(st.name, func(t *testing.T) {
+			hub, origin, total := fleetHub(t, 256<<20, 2)
+
+			start := time.Now()
+			alone := startFleet(t, hub, 1, st.spec(t), st.env)
+			waitAll(t, alone)
+			tAlone := time.Since(start)
+			aloneBytes := hub.BytesServed()
+			alone[0].m.stop()
+
+			hub.ResetCounters()
+			spec := st.spec(t)
+			start = time.Now()
+			nodes := startFleet(t, hub, 8, spec, st.env)
+			waitAll(t, nodes)
+			tFleet := time.Since(start)
+			egress := hub.BytesServed()
+			checkSums(t, nodes, origin)
+			ratio := float64(egress) / float64(total)
+			t.Logf("%s: model %d MiB; one node %.2fs (origin %.2fx); 8 nodes %.2fs = %.2fx one node, origin egress %.3fx the model",
+				st.name, total>>20, tAlone.Seconds(), float64(aloneBytes)/float64(total), tFleet.Seconds(), tFleet.Seconds()/tAlone.Seconds(), ratio)
+			if ratio > 1.1 {
+				t.Errorf("origin egress %.3fx the model, want <= 1.1x", ratio)
+			}
+			if tFleet > 2*tAlone {
+				t.Errorf("8 nodes took %.2fs, more than 2x one node's %.2fs", tFleet.Seconds(), tAlone.Seconds())
+			}
+		})
+	}
+}
+
+// TestFleetNodeKilledMidLoad: kill -9 of one of 4 nodes mid-load; the
+// others take over its leases and finish with every byte right.
+func TestFleetNodeKilledMidLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	hub, origin, total := fleetHub(t, 192<<20, 2)
+	spec := filepath.Join(t.TempDir(), "shared")
+	nodes := startFleet(t, hub, 4, spec, nil, "--shared-lease-ttl", "2s")
+	deadline := time.Now().Add(60 * time.Second)
+	for hub.BytesServed() < total/3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	nodes[1].m.kill()
+	syscallUnmount(nodes[1].m.dir)
+	killedAt := hub.BytesServed()
+	nodes[1] = nil
+	waitAll(t, nodes)
+	checkSums(t, nodes, origin)
+	ratio := float64(hub.BytesServed()) / float64(total)
+	t.Logf("killed node 1 at %.0f%% of the model from the origin; egress %.3fx the model", 100*float64(killedAt)/float64(total), ratio)
+	if ratio > 1.25 {
+		t.Errorf("origin egress %.3fx the model, want <= 1.25x", ratio)
+	}
+}
+
+// TestFleetFlippedSharedByteNeverServed: a byte flipped in a shared chunk
+// is detected by its digest before any byte of it is served, the chunk is
+// removed and fetched from the origin again, and written back whole.
+func TestFleetFlippedSharedByteNeverServed(t *testing.T) {
+	hub, origin, total := fleetHub(t, 48<<20, 2)
+	spec := filepath.Join(t.TempDir(), "shared")
+	first := startFleet(t, hub, 1, spec, nil)
+	waitAll(t, first)
+	first[0].m.stop()
+	chunks := sharedChunks(t, spec)
+	if len(chunks) < 4 {
+		t.Fatalf("%d chunks in the shared cache", len(chunks))
+	}
+	victim := chunks[len(chunks)/2]
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := append([]byte(nil), b...)
+	b[len(b)/2] ^= 0x20
+	if err := os.WriteFile(victim, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hub.ResetCounters()
+	second := startFleet(t, hub, 1, spec, nil)
+	waitAll(t, second)
+	checkSums(t, second, origin)
+	log := second[0].m.stderr.String()
+	if !strings.Contains(log, "failed its digest") {
+		t.Errorf("the flipped chunk was not reported:\n%s", log)
+	}
+	served := hub.BytesServed()
+	if served == 0 || served > total/2 {
+		t.Errorf("second node fetched %d bytes from the origin; want about one chunk", served)
+	}
+	now, err := os.ReadFile(victim)
+	if err != nil || string(now) != string(good) {
+		t.Errorf("the chunk was not written back whole (err %v)", err)
+	}
+}
+
+// sharedChunks lists the chunk files of a shared cache directory.
+func sharedChunks(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	filepath.Walk(filepath.Join(dir, "chunks"), func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() && !strings.Contains(p, ".tmp-") {
+			out = append(out, p)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	return out
+}
+
+func treeSizesOS(t *testing.T, dir string) map[string]int64 { return treeSizes(t, dir) }
+
+// syscallUnmount detaches the stale mount a killed daemon left.
+func syscallUnmount(dir string) {
+	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+		fmt.Fprintln(os.Stderr, "umount:", dir, err)
+	}
+}
