@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/integration/hubemu"
 )
 
@@ -241,5 +243,101 @@ func treeSizesOS(t *testing.T, dir string) map[string]int64 { return treeSizes(t
 func syscallUnmount(dir string) {
 	if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
 		fmt.Fprintln(os.Stderr, "umount:", dir, err)
+	}
+}
+
+// TestFleetSecondMountOnNodeSendsNothing: two weightfs processes on one
+// node share one local cache dir; the second mount of a model already on
+// the node sends no byte to the origin nor to the shared store, and both
+// serve every byte right.
+func TestFleetSecondMountOnNodeSendsNothing(t *testing.T) {
+	hub, origin, _ := fleetHub(t, 48<<20, 2)
+	spec := filepath.Join(t.TempDir(), "shared")
+	cache := t.TempDir()
+	addr := freeAddr(t)
+	a := mustMount(t, hub, mountOpts{config: llmConfig, cacheDir: cache, args: []string{"--control-addr", addr, "--shared-cache", spec}})
+	waitAll(t, []*fleetNode{{m: a, addr: addr}})
+	hub.ResetCounters()
+	before := sharedChunks(t, spec)
+	addr2 := freeAddr(t)
+	b := mustMount(t, hub, mountOpts{config: llmConfig, cacheDir: cache, args: []string{"--control-addr", addr2, "--shared-cache", spec}})
+	nodes := []*fleetNode{{m: a, addr: addr}, {m: b, addr: addr2}}
+	waitAll(t, nodes)
+	checkSums(t, nodes, origin)
+	if n := hub.BytesServed(); n != 0 {
+		t.Errorf("the second mount fetched %d bytes from the origin", n)
+	}
+	if sh := sharedStatus(t, addr2); sh.Total.BytesShared != 0 || sh.Total.BytesOrigin != 0 {
+		t.Errorf("the second mount used the shared cache: %+v", sh)
+	}
+	if after := sharedChunks(t, spec); len(after) != len(before) {
+		t.Errorf("shared chunks %d before, %d after", len(before), len(after))
+	}
+}
+
+// sharedStatus is the shared_cache part of a node's /status.
+func sharedStatus(t *testing.T, addr string) shared.Status {
+	t.Helper()
+	_, body := controlGet(t, addr, "/status")
+	var st struct {
+		Shared *shared.Status `json:"shared_cache"`
+	}
+	if err := json.Unmarshal([]byte(body), &st); err != nil || st.Shared == nil {
+		t.Fatalf("/status has no shared_cache (%v): %s", err, body)
+	}
+	return *st.Shared
+}
+
+// TestFleetGC: `weightfs gc` keeps what was used lately, removes what was
+// not, and never what is under a live lease.
+func TestFleetGC(t *testing.T) {
+	hub, _, _ := fleetHub(t, 48<<20, 2)
+	spec := filepath.Join(t.TempDir(), "shared")
+	nodes := startFleet(t, hub, 1, spec, nil)
+	waitAll(t, nodes)
+	nodes[0].m.stop()
+	gc := func() string {
+		out, err := runWeightfs(t, nil, "gc", "--shared-cache", spec, "--unused-for", "14d")
+		if err != nil {
+			t.Fatalf("gc: %v\n%s", err, out)
+		}
+		return out
+	}
+	n := len(sharedChunks(t, spec))
+	if out := gc(); len(sharedChunks(t, spec)) != n {
+		t.Fatalf("gc removed fresh chunks: %s", out)
+	}
+	// Everything unused for 40 days, but one object under a live lease.
+	old := time.Now().Add(-40 * 24 * time.Hour)
+	filepath.Walk(spec, func(p string, info os.FileInfo, err error) error {
+		if err == nil && info.Mode().IsRegular() {
+			os.Chtimes(p, old, old)
+		}
+		return nil
+	})
+	chunks := sharedChunks(t, spec)
+	rel, _ := filepath.Rel(filepath.Join(spec, "chunks"), chunks[0])
+	keyDir := filepath.Dir(filepath.Dir(rel)) // ab/<key>
+	lease := filepath.Join(spec, "leases", rel)
+	os.MkdirAll(filepath.Dir(lease), 0o700)
+	doc := fmt.Sprintf(`{"holder":"other-node","expires_unix_ms":%d}`, time.Now().Add(time.Hour).UnixMilli())
+	if err := os.WriteFile(lease, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := gc()
+	t.Log(out)
+	for _, c := range sharedChunks(t, spec) {
+		if !strings.Contains(c, keyDir) {
+			t.Errorf("unused chunk kept: %s", c)
+		}
+	}
+	kept := 0
+	for _, c := range sharedChunks(t, spec) {
+		if strings.Contains(c, keyDir) {
+			kept++
+		}
+	}
+	if kept == 0 {
+		t.Errorf("the object under a live lease was removed")
 	}
 }
