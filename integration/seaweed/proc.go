@@ -34,7 +34,8 @@ func startProc(bin string, args []string, logPath string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
 	cmd.Dir = filepath.Dir(logPath)
-	// No proxy, no AWS settings from the developer's shell.
+	// No proxy, no AWS or Sentry settings from the developer's shell: the
+	// process talks to loopback only.
 	cmd.Env = cleanEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -50,7 +51,8 @@ func cleanEnv() []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch {
-		case strings.HasPrefix(strings.ToUpper(k), "AWS_"), strings.EqualFold(k, "http_proxy"),
+		case strings.HasPrefix(strings.ToUpper(k), "AWS_"), strings.HasPrefix(strings.ToUpper(k), "SENTRY_"),
+			strings.EqualFold(k, "http_proxy"),
 			strings.EqualFold(k, "https_proxy"), strings.EqualFold(k, "all_proxy"):
 			continue
 		}
