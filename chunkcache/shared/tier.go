@@ -89,6 +89,9 @@ func defaultHolder() string {
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
 }
 
+// Blobs is the store underneath.
+func (t *Tier) Blobs() Blobs { return t.blobs }
+
 // String names the store.
 func (t *Tier) String() string { return t.blobs.String() }
 

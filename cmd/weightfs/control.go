@@ -35,7 +35,7 @@ type controlPlane struct {
 // startControl listens on --control-addr before the listing starts, so
 // probes see a live, not-yet-ready daemon while it lists. A failure to
 // listen is fatal only when the address was asked for.
-func startControl(c *cli.Context, log *slog.Logger, entries []config.Entry) (*controlPlane, error) {
+func startControl(c *cli.Context, log *slog.Logger, entries []config.Entry, extraSecrets ...string) (*controlPlane, error) {
 	cp := &controlPlane{metrics: control.NewMetrics(), log: log}
 	addr := c.String("control-addr")
 	if addr == "" || addr == "off" {
@@ -49,7 +49,7 @@ func startControl(c *cli.Context, log *slog.Logger, entries []config.Entry) (*co
 		}
 		return nil, fmt.Errorf("%w (choose a free --control-addr, or \"off\")", err)
 	}
-	cp.srv = control.New(control.Options{Metrics: cp.metrics, Logger: log, Secrets: secretValues(entries, sourceEnv(c, log)), Version: buildVersion()})
+	cp.srv = control.New(control.Options{Metrics: cp.metrics, Logger: log, Secrets: append(secretValues(entries, sourceEnv(c, log)), extraSecrets...), Version: buildVersion()})
 	go func() {
 		if err := cp.srv.Serve(l); err != nil {
 			log.Error("control endpoint stopped", "addr", addr, "err", err)

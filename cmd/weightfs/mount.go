@@ -36,7 +36,7 @@ func mountCommand() *cli.Command {
 			positiveDuration(&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"}),
 			&cli.BoolFlag{Name: "strict-verify", Usage: "reads of a file wait until the whole file is verified against its checksum, so no reader ever sees a byte that later fails verification (slower first reads; prefetch order is unchanged)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
-			sharedCacheFlag, sharedTimeoutFlag, sharedLeaseFlag,
+			sharedCacheFlag, sharedCredsFlag, sharedEndpointFlag, sharedTimeoutFlag, sharedLeaseFlag,
 			controlAddrFlag,
 		},
 		Action: runMount,
@@ -55,7 +55,13 @@ func runMount(c *cli.Context) error {
 	}
 	logWarnings(log, entries)
 	warnExposedCredentials(log, entries, sourceEnv(c, log))
-	ctl, err := startControl(c, log, entries)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	tier, err := openSharedTier(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	ctl, err := startControl(c, log, entries, sharedSecrets(tier)...)
 	if err != nil {
 		return err
 	}
@@ -68,12 +74,6 @@ func runMount(c *cli.Context) error {
 	ra := c.Int64("readahead-max-mb") << 20
 	if ra == 0 {
 		ra = -1
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	tier, err := openSharedTier(ctx, c, log)
-	if err != nil {
-		return err
 	}
 	cache, err := chunkcache.Open(chunkcache.Options{
 		Shared:       tier,

@@ -33,7 +33,7 @@ func openSharedTier(ctx context.Context, c *cli.Context, log *slog.Logger) (*sha
 	if spec == "" {
 		return nil, nil
 	}
-	b, err := openBlobs(ctx, spec, log)
+	b, err := openBlobs(ctx, c, spec, log)
 	if err != nil {
 		return nil, err
 	}
@@ -46,7 +46,7 @@ func gcCommand() *cli.Command {
 		Name:  "gc",
 		Usage: "remove from --shared-cache what no node has used for --unused-for (never what is under a live lease or being written)",
 		Flags: []cli.Flag{
-			logLevelFlag, sharedCacheFlag, sharedTimeoutFlag,
+			logLevelFlag, sharedCacheFlag, sharedCredsFlag, sharedEndpointFlag,
 			&cli.StringFlag{Name: "unused-for", Value: "14d", Usage: "age of last use past which an object goes: a Go duration, or days as 14d"},
 			&cli.BoolFlag{Name: "dry-run", Usage: "report what would go, remove nothing"},
 		},
@@ -66,7 +66,7 @@ func runGC(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(c.Context, 6*time.Hour)
 	defer cancel()
-	b, err := openBlobs(ctx, spec, log)
+	b, err := openBlobs(ctx, c, spec, log)
 	if err != nil {
 		return err
 	}
