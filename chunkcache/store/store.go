@@ -6,7 +6,8 @@
 // which chunk to put, get or drop, and tested without any origin.
 //
 // Layout under the cache dir: objects/<key[:2]>/<key>.data (the bytes),
-// .chunks (little-endian uint32 chunk indices) and .ok (verified).
+// .chunks (little-endian uint32 chunk indices; with the top bit set, a
+// tombstone: the chunk was evicted, see evict.go) and .ok (verified).
 package store
 
 import (
@@ -126,11 +127,12 @@ func (d *Dir) Path(key string) string { return d.path(key, ".data") }
 // Open opens (creating) the chunks of object key, a file of size bytes.
 // Chunks stored before, by this or an earlier process, are present again;
 // a data file of another size is a different (or torn) object and starts
-// over empty.
+// over empty. Chunks evicted before (evict.go) stay absent.
 func (d *Dir) Open(key string, size int64) (Chunks, error) {
 	f, err := d.OpenFile(key, size)
 	if err != nil {
 		return nil, err
 	}
+	f.applyTombstones()
 	return f, nil
 }
