@@ -226,6 +226,7 @@ func (o *Object) store(idx int, gen uint64, buf []byte, toMem bool) (kept bool) 
 	if stale || o.c.storeDisabled() != nil {
 		return false
 	}
+	o.newHasher() // the store hashes buf in order as it puts it (verify.go)
 	kept, err := o.chunks.Put(idx, buf, toMem)
 	if err != nil {
 		o.noteDiskError(err)

@@ -3,10 +3,12 @@ package chunkcache
 import (
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/store"
 	"github.com/weightfs/weightfs/fetch"
 )
 
@@ -14,7 +16,9 @@ import (
 // a model costs about a core-second per 2 GB, which on a small machine is
 // CPU a loader needs, so while readers are active it works in short bursts
 // with pauses (a quarter of one core at most) and runs flat out only once
-// they go quiet. Bytes are served before their file's verdict either way
+// they go quiet. Most of a file is usually hashed already, from the fetch
+// buffers as its chunks were stored in order (store.InOrder); the verifier
+// then reads back only the rest. Bytes are served before their file's verdict either way
 // (a file cannot be hashed before all of it has arrived); what a failed
 // verdict does is in verifyObject.
 type verifier struct {
@@ -146,26 +150,74 @@ var errStale = errors.New("content changed while hashing")
 
 // digest hashes the data file block by block, pacing itself, and fails
 // with errStale if the content is dropped or the cache closed meanwhile.
+// What the store already hashed in order as the chunks were put (see
+// store.InOrder) is taken over, not read again: when chunks arrive mostly
+// in order, as they do for a loader reading a file front to back, nothing
+// is left to read.
 func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
-	h, err := fetch.NewHash(algo, o.file.Size)
+	h, off, err := o.takeHash(algo, gen)
 	if err != nil {
 		return "", err
 	}
-	buf := o.c.bufs.Get(verifyBlock)
-	defer o.c.bufs.Put(buf)
-	for off := int64(0); off < o.file.Size; {
-		start := time.Now()
-		b := buf[:min(int64(len(buf)), o.file.Size-off)]
-		if err := o.readStored(b, off, gen); err != nil {
-			return "", err
-		}
-		h.Write(b)
-		off += int64(len(b))
-		if !v.pace(time.Since(start)) {
-			return "", errStale
+	if off < o.file.Size {
+		buf := o.c.bufs.Get(verifyBlock)
+		defer o.c.bufs.Put(buf)
+		for off < o.file.Size {
+			start := time.Now()
+			b := buf[:min(int64(len(buf)), o.file.Size-off)]
+			if err := o.readStored(b, off, gen); err != nil {
+				return "", err
+			}
+			h.Write(b)
+			off += int64(len(b))
+			if !v.pace(time.Since(start)) {
+				return "", errStale
+			}
 		}
 	}
 	return fetch.SumHex(algo, h), nil
+}
+
+// newHasher starts the store's in-order hash of the file's chunks (see
+// store.InOrder), where the store offers one and the file has a checksum.
+// Called before every put; only the first call of a generation counts.
+func (o *Object) newHasher() {
+	ih, ok := o.chunks.(store.InOrder)
+	want := o.file.Checksum
+	if !ok || want.IsZero() {
+		return
+	}
+	if _, err := fetch.NewHash(want.Algo, o.file.Size); err != nil {
+		return // the verifier reports it
+	}
+	ih.HashInOrder(func() hash.Hash {
+		h, _ := fetch.NewHash(want.Algo, o.file.Size)
+		return h
+	})
+}
+
+// takeHash returns a hash of the file's first off bytes of generation
+// gen: the store's in-order hash where it kept one, else a fresh hash and
+// off 0.
+func (o *Object) takeHash(algo string, gen uint64) (hash.Hash, int64, error) {
+	o.dataMu.RLock()
+	o.mu.Lock()
+	stale := o.gen != gen || o.closed
+	o.mu.Unlock()
+	var h hash.Hash
+	var off int64
+	if ih, ok := o.chunks.(store.InOrder); ok && !stale {
+		h, off = ih.TakeHash()
+	}
+	o.dataMu.RUnlock()
+	if stale {
+		return nil, 0, errStale
+	}
+	if h != nil && algo == o.file.Checksum.Algo {
+		return h, off, nil
+	}
+	h, err := fetch.NewHash(algo, o.file.Size)
+	return h, 0, err
 }
 
 // readStored fills b with the stored bytes at off of generation gen, or

@@ -28,6 +28,9 @@ type File struct {
 	present  []bool // GUARDED_BY(mu)
 	npresent int    // GUARDED_BY(mu)
 	epoch    uint64 // GUARDED_BY(mu); bumped by Drop, so no dropped memory copy is served
+
+	cur      hashCursor     // see inorder.go
+	dropping sync.WaitGroup // page drops after a verdict (dropper.go); Close waits
 }
 
 // OpenFile is Open returning the concrete type.
@@ -36,6 +39,7 @@ func (d *Dir) OpenFile(key string, size int64) (*File, error) {
 		return nil, fmt.Errorf("chunk store: object %q of size %d is impossible", key, size)
 	}
 	f := &File{d: d, key: key, size: size}
+	f.cur.idle.L = &f.cur.mu
 	f.nchunks = int((size + d.opts.ChunkSize - 1) / d.opts.ChunkSize)
 	f.present = make([]bool, f.nchunks)
 	dataPath := d.path(key, ".data")
@@ -100,8 +104,9 @@ func (f *File) loadLog() {
 	}
 }
 
-// Close closes the files.
+// Close closes the files, once the page drops under way are done.
 func (f *File) Close() {
+	f.dropping.Wait()
 	f.data.Close()
 	f.direct.close()
 	f.logMu.Lock()
@@ -155,6 +160,7 @@ func (f *File) Get(idx int, within int64, n int) (Piece, string) {
 // Put writes chunk idx, then appends it to the presence log (so a crash
 // between the two leaves it absent), then offers it to the memory tier,
 // then marks it present: a chunk marked present is found where it is.
+// Last it moves the in-order hash on (inorder.go), while buf is at hand.
 func (f *File) Put(idx int, buf []byte, toMem bool) (kept bool, err error) {
 	if idx < 0 || idx >= f.nchunks {
 		return false, fmt.Errorf("chunk store: chunk %d of %d", idx, f.nchunks)
@@ -183,6 +189,7 @@ func (f *File) Put(idx int, buf []byte, toMem bool) (kept bool, err error) {
 		f.npresent++
 	}
 	f.mu.Unlock()
+	f.advance(idx, buf)
 	return kept, nil
 }
 
@@ -207,6 +214,7 @@ func (f *File) Drop() {
 	f.logMu.Lock()
 	f.logf.Truncate(0)
 	f.logMu.Unlock()
+	f.resetCursor()
 	os.Remove(f.d.path(f.key, ".ok"))
 }
 
@@ -233,11 +241,13 @@ func (f *File) Verified() bool {
 }
 
 // MarkVerified records that the whole file matched its checksum, so a
-// restart skips the hash.
+// restart skips the hash, and lets the page cache drop the file's pages
+// once they are on disk (dropper.go).
 func (f *File) MarkVerified() {
 	if m, err := OpenPrivate(f.d.path(f.key, ".ok"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC); err == nil {
 		m.Close()
 	}
+	f.dropWhenWritten()
 }
 
 // Direct reports whether the file is written with O_DIRECT.
