@@ -74,6 +74,7 @@ func (f *File) Evict(idx int) error {
 	epoch := f.epoch
 	f.mu.Unlock()
 	f.d.mem.del(f.memKey(epoch, idx))
+	f.rewindCursor(idx)
 	if err := os.Remove(f.d.path(f.key, ".ok")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return DiskError(f.d.opts.Dir, err)
 	}
@@ -93,6 +94,24 @@ func (f *File) Evict(idx int) error {
 		return err
 	}
 	return nil
+}
+
+// rewindCursor forgets the in-order hash (inorder.go) if it has taken in
+// chunk idx: the chunk fetched again may differ, and the verdict must be
+// on the bytes on disk. It waits for a Put that is hashing, which may be
+// reading idx back (before its bytes are punched); none can start to once
+// idx is absent. The hash starts over from the first chunk, catching up
+// on the chunks present as later ones are put.
+func (f *File) rewindCursor(idx int) {
+	c := &f.cur
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.busy {
+		c.idle.Wait()
+	}
+	if c.next > idx {
+		c.h, c.next, c.pending = nil, 0, false
+	}
 }
 
 // punch releases [off, off+n) of the file, keeping its size.

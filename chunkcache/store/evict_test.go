@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"os"
 	"path/filepath"
@@ -204,5 +205,46 @@ func TestPunchAbsentStoredRemove(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "objects", "aa", "aa08.chunks")); !os.IsNotExist(err) {
 		t.Fatalf("presence log left after Remove: %v", err)
+	}
+}
+
+// Evicting a chunk the in-order hash took in rewinds the hash: the chunk
+// put again (other bytes here, as a corrupt refetch would be) is what the
+// hash handed over covers, never the bytes evicted.
+func TestEvictRewindsInOrderHash(t *testing.T) {
+	d := openTestDir(t, t.TempDir(), Options{MemoryBytes: -1})
+	content := randBytes(3*testChunk, 9)
+	f := openChunks(t, d, "ab09", int64(len(content)))
+	defer f.Close()
+	f.HashInOrder(sha256.New)
+	for idx := 0; idx < 3; idx++ {
+		if _, err := f.Put(idx, chunkOf(content, idx), false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Evict(1); err != nil {
+		t.Fatal(err)
+	}
+	other := randBytes(testChunk, 10)
+	if _, err := f.Put(1, other, false); err != nil {
+		t.Fatal(err)
+	}
+	h, off := f.TakeHash()
+	onDisk := make([]byte, len(content))
+	if _, err := f.ReadStored(onDisk, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(onDisk[testChunk:2*testChunk], other) {
+		t.Fatal("the chunk put again is not on disk")
+	}
+	want := sha256.Sum256(onDisk[:off])
+	if h == nil {
+		if off != 0 {
+			t.Fatalf("no hash, but off %d", off)
+		}
+		return
+	}
+	if !bytes.Equal(h.Sum(nil), want[:]) {
+		t.Fatalf("the in-order hash of the first %d bytes is not of the bytes on disk", off)
 	}
 }
