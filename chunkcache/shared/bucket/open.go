@@ -193,4 +193,3 @@ func readCredentials(what, path string) ([]byte, string, error) {
 	}
 	return data, "file " + path, nil
 }
-
