@@ -53,6 +53,9 @@ type Settings struct {
 	StoreNodeBPS int64         // each node's link to the store
 	StoreBPS     int64         // the store's aggregate bandwidth
 	StoreErrRate float64       // fraction of store requests that fail
+	// StoreReqPerSec, if set, caps the store's requests per second, all
+	// nodes together (as S3 caps a prefix): requests queue for a slot.
+	StoreReqPerSec int64
 	// Weak makes exclusive create weak, as on a POSIX DFS: a create of a
 	// name that exists when the request starts fails, but racing creates
 	// (within one request's time) all succeed, the last one's bytes
@@ -160,9 +163,12 @@ type Result struct {
 	NodeTimes   []time.Duration // per node, 0 for the killed one
 	OriginBytes int64
 	Killed      int // the killed node, -1 for none
-	Ops         Ops // all nodes
-	Fills       int64
-	Stats       shared.Stats // summed over the nodes' tiers
+	// KilledFetches is how many origin fetches (each under a lease, but
+	// for a store fallback) the killed node had in flight when it died.
+	KilledFetches int
+	Ops           Ops // all nodes
+	Fills         int64
+	Stats         shared.Stats // summed over the nodes' tiers
 	// PeakReqPerSec is the fleet's busiest 100 ms of store requests, as a
 	// rate; PeakGetPerSec and PeakPutPerSec the same for GETs and PUTs.
 	PeakReqPerSec, PeakGetPerSec, PeakPutPerSec float64
@@ -170,9 +176,13 @@ type Result struct {
 	// landed in the store: with more nodes than the origin can feed, every
 	// chunk is in flight at once and the first lands late.
 	FirstLanded, LastLanded time.Duration
-	Wrong                   int   // filled chunks whose bytes were not the model's
-	Missing                 int   // chunks a live node did not hold at the end
-	StoreWarn               int64 // Warn log lines of all tiers ("store failing", ...)
+	// DupFetches counts origin fetches of a chunk, by live nodes, beyond
+	// the first; DeadBytes is what the origin sent the killed node.
+	DupFetches int
+	DeadBytes  int64
+	Wrong      int   // filled chunks whose bytes were not the model's
+	Missing    int   // chunks a live node did not hold at the end
+	StoreWarn  int64 // Warn log lines of all tiers ("store failing", ...)
 	// TimerLag is the worst lateness of a 10 ms sleep during the run: the
 	// simulator's own overload (CPU, GC), which inflates times.
 	TimerLag time.Duration
@@ -254,11 +264,16 @@ type fleet struct {
 	key    string
 	mem    *sharedtest.Mem
 	store  *pacer // aggregate store bandwidth
+	reqCap *pacer // StoreReqPerSec, or nil
 	origin *pacer
 	egress atomic.Int64
 	nodes  []*node
 	start  time.Time
 	landed []atomic.Int64 // ns after start when chunk i first landed
+	// fetched counts the origin fetches of chunk i that live nodes
+	// completed; deadBytes is what the origin sent the killed node.
+	fetched   []atomic.Int32
+	deadBytes atomic.Int64
 
 	reqs, gets, puts atomic.Int64 // for the peak rates
 	warns            atomic.Int64
@@ -271,6 +286,7 @@ type node struct {
 	link  *pacer
 	dead  atomic.Bool
 	inOrg atomic.Int64 // origin fetches in progress (leases held, mostly)
+	sent  atomic.Int64 // origin bytes to this node
 
 	mu   sync.Mutex
 	ops  Ops    // GUARDED_BY(mu)
@@ -307,7 +323,13 @@ func (b nodeStore) begin(ctx context.Context, count func(*Ops)) error {
 		n.ops.Failed++
 	}
 	n.mu.Unlock()
-	if err := sleepUntil(ctx, time.Now().Add(n.f.s.StoreLatency)); err != nil {
+	at := time.Now().Add(n.f.s.StoreLatency)
+	if n.f.reqCap != nil {
+		if slot := n.f.reqCap.reserve(1); slot.After(at) {
+			at = slot
+		}
+	}
+	if err := sleepUntil(ctx, at); err != nil {
 		n.timedOut()
 		return err
 	}
@@ -471,6 +493,7 @@ func (n *node) fetch(ctx context.Context, idx int, buf []byte) error {
 		}
 		k := min(piece, len(src)-off)
 		f.egress.Add(int64(k))
+		n.sent.Add(int64(k))
 		if err := sleepUntil(ctx, f.origin.reserve(k)); err != nil {
 			return err
 		}
@@ -479,6 +502,7 @@ func (n *node) fetch(ctx context.Context, idx int, buf []byte) error {
 	if n.dead.Load() {
 		return hang()
 	}
+	f.fetched[idx].Add(1)
 	return nil
 }
 
@@ -503,6 +527,10 @@ func Run(s Settings) Result {
 	rng := rand.NewChaCha8([32]byte{1})
 	_, _ = rng.Read(f.model)
 	f.landed = make([]atomic.Int64, s.Chunks)
+	if s.StoreReqPerSec > 0 {
+		f.reqCap = newPacer(s.StoreReqPerSec)
+	}
+	f.fetched = make([]atomic.Int32, s.Chunks)
 	log := slog.New(countWarn{&f.warns})
 	for i := 0; i < s.Nodes; i++ {
 		n := &node{f: f, id: i, link: newPacer(s.StoreNodeBPS), have: make([]bool, s.Chunks), left: s.Chunks}
@@ -552,7 +580,7 @@ func Run(s Settings) Result {
 	cpu0 := cpuTime()
 	start := time.Now()
 	f.start = start
-	killed := -1
+	killed, killedFetches := -1, 0
 	var killMu sync.Mutex
 	if s.KillAt > 0 && s.Nodes > 1 {
 		tm := time.AfterFunc(s.KillAt, func() {
@@ -565,6 +593,7 @@ func Run(s Settings) Result {
 			f.nodes[best].dead.Store(true)
 			killMu.Lock()
 			killed = best
+			killedFetches = int(f.nodes[best].inOrg.Load())
 			killMu.Unlock()
 		})
 		defer tm.Stop()
@@ -608,7 +637,7 @@ func Run(s Settings) Result {
 	<-sampled
 
 	killMu.Lock()
-	res := Result{Settings: s, Wall: wall, OriginBytes: f.egress.Load(), Killed: killed, CPU: cpu,
+	res := Result{Settings: s, Wall: wall, OriginBytes: f.egress.Load(), Killed: killed, KilledFetches: killedFetches, CPU: cpu,
 		PeakReqPerSec: float64(peakR) * 10, PeakGetPerSec: float64(peakG) * 10, PeakPutPerSec: float64(peakP) * 10,
 		StoreWarn: f.warns.Load(), TimerLag: time.Duration(lag.Load())}
 	killMu.Unlock()
@@ -618,6 +647,7 @@ func Run(s Settings) Result {
 			res.FirstLanded = d
 		}
 		res.LastLanded = max(res.LastLanded, d)
+		res.DupFetches += max(0, int(f.fetched[i].Load())-1)
 	}
 	for _, n := range f.nodes {
 		st := n.tier.Status().Total
@@ -635,6 +665,7 @@ func Run(s Settings) Result {
 		res.Ops.add(n.ops)
 		if n.id == res.Killed {
 			res.NodeTimes = append(res.NodeTimes, 0)
+			res.DeadBytes = n.sent.Load()
 		} else {
 			res.Missing += n.left
 			// A node that finished early has its own time; one cut off
