@@ -18,9 +18,10 @@ import (
 	"time"
 )
 
-// maxPages bounds one List: ten million objects at a full page, while
-// still ending a store that pages forever.
-const maxPages = 10000
+// maxPages bounds the requests of one List: ten million objects at a full
+// page, while still ending a store that pages forever. A variable for
+// tests.
+var maxPages int64 = 10000
 
 // pageSize is the most objects one list page holds on S3 and GCS alike.
 const pageSize = 1000

@@ -42,6 +42,10 @@ func NewGCS(bucket, prefix string, o gcssrc.Options) (*GCS, error) {
 		return nil, fmt.Errorf("--shared-cache gs://%s/%s: %w", bucket, prefix, err)
 	}
 	o.ReadWrite = true
+	if o.Transport == nil {
+		o.Transport = gcssrc.NewTransport()
+	}
+	o.Transport = guardTransport{base: o.Transport}
 	if o.PageSize <= 0 || o.PageSize > pageSize {
 		o.PageSize = pageSize
 	}
@@ -85,7 +89,7 @@ func (g *GCS) Open(ctx context.Context, name string) (io.ReadCloser, int64, erro
 	}
 	// Objects are written without Content-Encoding, so no transcoding
 	// makes the body differ from the size.
-	r, err := o.NewReader(ctx)
+	r, err := o.NewReader(streaming(ctx))
 	if err != nil {
 		return nil, 0, g.classify("GET", name, err)
 	}
@@ -145,12 +149,9 @@ func (g *GCS) List(ctx context.Context, prefix string, fn func(shared.BlobInfo) 
 	if err := q.SetAttrSelection([]string{"Name", "Size", "Updated"}); err != nil {
 		return err
 	}
-	objs := b.Objects(ctx, q)
+	objs := b.Objects(withBudget(ctx, maxPages), q)
 	objs.PageInfo().MaxSize = g.opts.PageSize
-	for n := 0; ; n++ {
-		if n >= maxPages*pageSize {
-			return fmt.Errorf("LIST %s: more than %d objects", g.p.url(prefix), maxPages*pageSize)
-		}
+	for {
 		a, err := objs.Next()
 		if errors.Is(err, iterator.Done) {
 			return nil

@@ -3,6 +3,7 @@ package bucket
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -131,5 +132,73 @@ func TestGCSHonoursContext(t *testing.T) {
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Errorf("%s: %v, want the deadline", op, err)
 		}
+	}
+}
+
+// Errors of GCS map to the kinds the tier acts on.
+func TestGCSErrors(t *testing.T) {
+	for _, tc := range []struct {
+		status int
+		reason string
+		op     string
+		want   error
+	}{
+		{412, "conditionNotMet", "put", shared.ErrExists},
+		{403, "forbidden", "put", shared.ErrReadOnly},
+		{401, "required", "put", shared.ErrReadOnly},
+		{507, "", "put", shared.ErrFull},
+		{403, "quotaExceeded", "put", shared.ErrFull},
+		{404, "notFound", "open", shared.ErrNotFound},
+		{404, "notFound", "delete", nil},
+		{403, "forbidden", "open", errOther},
+		{500, "backendError", "put", errOther},
+		{429, "rateLimitExceeded", "open", errOther},
+	} {
+		t.Run(fmt.Sprintf("%s-%d-%s", tc.op, tc.status, tc.reason), func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				fmt.Fprintf(w, `{"error":{"code":%d,"message":"scripted","errors":[{"reason":%q,"message":"scripted"}]}}`, tc.status, tc.reason)
+			}))
+			defer srv.Close()
+			g, err := NewGCS("b", "p", gcssrc.Options{Emulator: strings.TrimPrefix(srv.URL, "http://")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			switch tc.op {
+			case "put":
+				err = g.Put(ctx, "x", [][]byte{[]byte("data")}, true)
+			case "open":
+				_, _, err = g.Open(ctx, "x")
+			case "delete":
+				err = g.Delete(ctx, "x")
+			}
+			checkKind(t, err, tc.want)
+		})
+	}
+}
+
+// A listing that pages forever is cut off.
+func TestGCSListBounded(t *testing.T) {
+	defer func(n int64) { maxPages = n }(maxPages)
+	maxPages = 5
+	var pages atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := pages.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"kind":"storage#objects","nextPageToken":"t%d","items":[]}`, n)
+	}))
+	defer srv.Close()
+	g, err := NewGCS("b", "p", gcssrc.Options{Emulator: strings.TrimPrefix(srv.URL, "http://")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = g.List(context.Background(), "", func(shared.BlobInfo) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "past any bound") {
+		t.Fatalf("List: %v", err)
+	}
+	if n := pages.Load(); n != 5 {
+		t.Fatalf("%d pages asked for, want the bound 5", n)
 	}
 }

@@ -71,7 +71,7 @@ func (s *S3) Open(ctx context.Context, name string) (io.ReadCloser, int64, error
 	if err != nil {
 		return nil, 0, err
 	}
-	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.p.bucket), Key: aws.String(s.p.key(name))})
+	out, err := c.GetObject(streaming(ctx), &s3.GetObjectInput{Bucket: aws.String(s.p.bucket), Key: aws.String(s.p.key(name))}, guarded)
 	if err != nil {
 		return nil, 0, s.classify("GET", name, err)
 	}
@@ -99,7 +99,7 @@ func (s *S3) Put(ctx context.Context, name string, data [][]byte, ifAbsent bool)
 	if ifAbsent {
 		in.IfNoneMatch = aws.String("*")
 	}
-	if _, err := c.PutObject(ctx, in); err != nil {
+	if _, err := c.PutObject(ctx, in, guarded); err != nil {
 		return s.classify("PUT", name, err)
 	}
 	return nil
@@ -110,7 +110,7 @@ func (s *S3) Delete(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.p.bucket), Key: aws.String(s.p.key(name))})
+	_, err = c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.p.bucket), Key: aws.String(s.p.key(name))}, guarded)
 	if err = s.classify("DELETE", name, err); errors.Is(err, shared.ErrNotFound) {
 		return nil
 	}
@@ -123,11 +123,9 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(shared.BlobInfo) e
 		return err
 	}
 	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.p.bucket), Prefix: aws.String(s.p.key(prefix)), MaxKeys: aws.Int32(s.opts.PageSize)}
-	for page := 0; ; page++ {
-		if page >= maxPages {
-			return fmt.Errorf("LIST %s: more than %d pages", s.p.url(prefix), maxPages)
-		}
-		out, err := c.ListObjectsV2(ctx, in)
+	lctx := withBudget(ctx, maxPages)
+	for {
+		out, err := c.ListObjectsV2(lctx, in, guarded)
 		if err != nil {
 			return s.classify("LIST", prefix, err)
 		}
@@ -151,6 +149,14 @@ func (s *S3) List(ctx context.Context, prefix string, fn func(shared.BlobInfo) e
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+	}
+}
+
+// guarded bounds what one S3 operation reads of the store's answers (see
+// guard.go).
+func guarded(o *s3.Options) {
+	if o.HTTPClient != nil {
+		o.HTTPClient = guardClient{base: o.HTTPClient}
 	}
 }
 

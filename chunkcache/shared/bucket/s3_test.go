@@ -273,3 +273,47 @@ func TestS3HonoursContext(t *testing.T) {
 		}
 	}
 }
+
+// A store that pages forever with fresh tokens, or sends a page larger
+// than any it should, is cut off with an error.
+func TestS3ListBounded(t *testing.T) {
+	defer func(n int64) { maxPages = n }(maxPages)
+	maxPages = 5
+	var pages atomic.Int64
+	for _, tc := range []struct {
+		name    string
+		handler http.HandlerFunc
+		want    string
+	}{
+		{"fresh tokens forever", func(w http.ResponseWriter, r *http.Request) {
+			n := pages.Add(1)
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>b</Name><IsTruncated>true</IsTruncated><NextContinuationToken>t%d</NextContinuationToken></ListBucketResult>`, n)
+		}, "past any bound"},
+		{"huge page", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult><Name>`)
+			pad := strings.Repeat("x", 1<<20)
+			for i := 0; i < 20; i++ {
+				fmt.Fprint(w, pad)
+			}
+			fmt.Fprint(w, `</Name></ListBucketResult>`)
+		}, "larger than"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.handler)
+			defer srv.Close()
+			s, err := NewS3("b", "p", s3Opts(srv.URL))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = s.List(context.Background(), "", func(shared.BlobInfo) error { return nil })
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("List: %v, want %q", err, tc.want)
+			}
+		})
+	}
+	if n := pages.Load(); n != 5 {
+		t.Fatalf("%d pages asked for, want the bound 5", n)
+	}
+}
