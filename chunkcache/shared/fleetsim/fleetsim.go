@@ -104,7 +104,7 @@ func (s Settings) Defaults() Settings {
 		s.StoreLatency = 2 * time.Millisecond
 	}
 	if s.LeaseTTL == 0 {
-		s.LeaseTTL = 3 * time.Second
+		s.LeaseTTL = 5 * time.Second
 	}
 	if s.OpTimeout == 0 {
 		s.OpTimeout = 20 * time.Second
@@ -583,20 +583,29 @@ func Run(s Settings) Result {
 	killed, killedFetches := -1, 0
 	var killMu sync.Mutex
 	if s.KillAt > 0 && s.Nodes > 1 {
-		tm := time.AfterFunc(s.KillAt, func() {
-			best := 0
-			for i, n := range f.nodes {
-				if n.inOrg.Load() > f.nodes[best].inOrg.Load() {
-					best = i
-				}
+		// At KillAt, or as soon after as any node has an origin fetch in
+		// flight, the node with the most of them dies.
+		go func() {
+			if sleepUntil(ctx, start.Add(s.KillAt)) != nil {
+				return
 			}
-			f.nodes[best].dead.Store(true)
-			killMu.Lock()
-			killed = best
-			killedFetches = int(f.nodes[best].inOrg.Load())
-			killMu.Unlock()
-		})
-		defer tm.Stop()
+			for ctx.Err() == nil {
+				best := 0
+				for i, n := range f.nodes {
+					if n.inOrg.Load() > f.nodes[best].inOrg.Load() {
+						best = i
+					}
+				}
+				if n := f.nodes[best]; n.inOrg.Load() > 0 {
+					n.dead.Store(true)
+					killMu.Lock()
+					killed, killedFetches = best, int(n.inOrg.Load())
+					killMu.Unlock()
+					return
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
 	}
 	var wg sync.WaitGroup
 	for _, n := range f.nodes {
