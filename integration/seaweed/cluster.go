@@ -59,6 +59,7 @@ func Start(t testing.TB) *Cluster {
 // start makes one attempt; retry says whether another base may succeed
 // (the server died, e.g. on a port someone else took first).
 func start(t testing.TB, bin string) (c *Cluster, retry bool, err error) {
+	t.Helper()
 	p, err := freeBase()
 	if err != nil {
 		return nil, false, err
@@ -86,16 +87,20 @@ func start(t testing.TB, bin string) (c *Cluster, retry bool, err error) {
 		return nil, false, err
 	}
 	// Registered after t.TempDir, so it runs before the data is removed.
+	// SIGKILL, no SIGTERM: a graceful stop waits 10 s for the volume server
+	// to drain, and the data is thrown away anyway.
 	t.Cleanup(func() {
-		c.proc.stop(10 * time.Second)
+		c.proc.stop(0)
 		os.RemoveAll(sockets)
+		removeGrpcSockets(p)
 	})
-	if err := c.waitReady(); err != nil {
+	took, err := c.waitReady()
+	if err != nil {
 		died := !c.proc.running()
-		c.proc.stop(5 * time.Second)
+		c.proc.stop(0)
 		return nil, died, fmt.Errorf("%v (server %s); log %s:\n%s", err, c.proc.state(), c.proc.log, c.proc.tail(4000))
 	}
-	t.Logf("seaweed: cluster up: S3 %s bucket %s, filer %s, master %s; log %s", c.S3Endpoint, c.Bucket, c.Filer, c.Master, c.proc.log)
+	t.Logf("seaweed: cluster up: S3 %s bucket %s, filer %s, master %s; log %s; %s", c.S3Endpoint, c.Bucket, c.Filer, c.Master, c.proc.log, took)
 	return c, false, nil
 }
 
@@ -126,13 +131,24 @@ func serverArgs(p int, data, sockets string) []string {
 	}
 }
 
+// removeGrpcSockets removes the unix sockets weed server makes for its
+// gRPC ports, at a path it hard-codes (no flag): /tmp/seaweedfs-<service>-
+// grpc-<port>.sock. Called once the server is gone.
+func removeGrpcSockets(p int) {
+	for i, svc := range []string{"master", "volume", "filer", "s3"} {
+		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", svc, p+grpcOffset+i))
+	}
+}
+
 // httpClient talks to loopback only: no proxy from the environment.
 var httpClient = &http.Client{
 	Transport: &http.Transport{Proxy: nil, DisableCompression: true},
 	Timeout:   15 * time.Second,
 }
 
-func (c *Cluster) waitReady() error {
+// waitReady returns, on success, how long each step took, for the log.
+func (c *Cluster) waitReady() (string, error) {
+	t0 := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	steps := []struct {
@@ -155,23 +171,25 @@ func (c *Cluster) waitReady() error {
 			return c.expect(ctx, "DELETE", "/"+c.Bucket+"/.weightfs-ready", nil, nil, 204)
 		}},
 	}
+	var took []string
 	for _, s := range steps {
 		var last error
 		for {
 			if !c.proc.running() {
-				return fmt.Errorf("server exited waiting for: %s (last: %v)", s.what, last)
+				return "", fmt.Errorf("server exited waiting for: %s (last: %v)", s.what, last)
 			}
 			if last = s.ok(ctx); last == nil {
 				break
 			}
 			select {
 			case <-ctx.Done():
-				return fmt.Errorf("not ready after %v: %s: %v", startTimeout, s.what, last)
+				return "", fmt.Errorf("not ready after %v: %s: %v", startTimeout, s.what, last)
 			case <-time.After(200 * time.Millisecond):
 			}
 		}
+		took = append(took, fmt.Sprintf("%s at %v", s.what, time.Since(t0).Round(time.Millisecond)))
 	}
-	return nil
+	return strings.Join(took, ", "), nil
 }
 
 // S3 sends an unsigned request to the S3 API: with no identities

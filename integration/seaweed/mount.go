@@ -40,7 +40,8 @@ func (c *Cluster) Mount(t testing.TB) string {
 		if out, err := exec.Command("umount", "-l", mnt).CombinedOutput(); err != nil && mounted(mnt) {
 			t.Logf("seaweed: umount -l %s: %v: %s", mnt, err, out)
 		}
-		p.stop(5 * time.Second)
+		// Already detached; SIGTERM lets it finish what it was flushing.
+		p.stop(2 * time.Second)
 	})
 	deadline := time.Now().Add(mountTimeout)
 	for !mounted(mnt) {

@@ -70,13 +70,16 @@ func (p *proc) running() bool {
 	}
 }
 
-// stop sends SIGTERM to the group, then SIGKILL after grace.
+// stop sends SIGTERM to the group, then SIGKILL after grace; with no
+// grace, SIGKILL at once.
 func (p *proc) stop(grace time.Duration) {
 	pgid := p.cmd.Process.Pid
-	syscall.Kill(-pgid, syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(grace):
+	if grace > 0 {
+		syscall.Kill(-pgid, syscall.SIGTERM)
+		select {
+		case <-p.exited:
+		case <-time.After(grace):
+		}
 	}
 	syscall.Kill(-pgid, syscall.SIGKILL) // stragglers in the group, too
 	select {

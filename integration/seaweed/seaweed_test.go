@@ -224,8 +224,29 @@ func TestFleetSeaweedExclCreateRace(t *testing.T) {
 	t.Logf("O_EXCL races on two mounts, %d rounds: both created %d, exactly one %d, neither %d; errors other than EEXIST: %v",
 		rounds, both, one, none, other)
 
-	// Settled: a create of a name the other node made some time ago.
+	// What the name holds once things settle: with two "successful"
+	// creates, one node's bytes silently replace the other's.
 	time.Sleep(2 * time.Second)
+	contents := map[string]int{}
+	for r := range rounds {
+		var seen [2]string
+		for i, m := range mnts {
+			b, err := os.ReadFile(filepath.Join(m, dir, fmt.Sprintf("lease-%d", r)))
+			if err != nil {
+				seen[i] = "error: " + err.Error()
+			} else {
+				seen[i] = fmt.Sprintf("%q", b)
+			}
+		}
+		if seen[0] == seen[1] {
+			contents["both mounts read "+seen[0]]++
+		} else {
+			contents["mounts differ: "+seen[0]+" vs "+seen[1]]++
+		}
+	}
+	t.Logf("after 2s, what each name holds: %v", contents)
+
+	// Settled: a create of a name the other node made some time ago.
 	_, err := os.OpenFile(filepath.Join(mnts[1], dir, "lease-0"), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 	t.Logf("O_EXCL create, after 2s, of a name that exists: %v", err)
 }
