@@ -91,6 +91,11 @@ type Options struct {
 	// Shared, if set, is the fleet's shared store between this cache and
 	// the origin (tier.go).
 	Shared *shared.Tier
+	// CacheSize bounds the bytes of the local cache's data files, evicting
+	// the least recently used chunks (budget.go; --cache-size, see
+	// ParseSize); 0 is unbounded. Negative is refused.
+	CacheSize int64
+
 	Logger *slog.Logger
 	// Events, if set, is told about fetches, hits and failures (metrics).
 	Events Events
@@ -128,6 +133,7 @@ type Cache struct {
 	closing      bool           // GUARDED_BY(fetchMu)
 
 	noStore atomic.Pointer[error] // set by DisableStore
+	budget  *budget               // nil when Options.CacheSize is 0
 
 	mu      sync.Mutex
 	objects map[string]*Object // GUARDED_BY(mu), by object key
@@ -178,6 +184,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.ChunkSize > 1<<30 {
 		return o, fmt.Errorf("chunk size %d is too large: at most 1 GiB", o.ChunkSize)
 	}
+	if o.CacheSize < 0 {
+		return o, fmt.Errorf("cache size %d is negative: pass a size such as 200GiB, or 0 for no bound", o.CacheSize)
+	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
@@ -214,6 +223,10 @@ func (o Options) withDefaults() (Options, error) {
 // newCache starts the scheduler over st (opts defaulted already).
 func newCache(o Options, st store.Store, mf *manifests.Store) *Cache {
 	c := &Cache{opts: o, log: o.Logger, store: st, manifests: mf, objects: map[string]*Object{}}
+	if o.CacheSize > 0 {
+		c.budget = newBudget(c, o.CacheSize)
+		c.store = budgetStore{Store: st, b: c.budget}
+	}
 	c.bufs = bufpool.New(o.ChunkSize, o.MaxWorkers+DemandSlack, false)
 	c.fills = make(chan struct{}, max(o.MaxWorkers/2, 2))
 	c.sched = newSched(c)

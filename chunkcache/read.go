@@ -77,7 +77,8 @@ func (o *Object) clientRead(p []byte, off int64) []byte {
 // they are copied into dest and data is a prefix of dest.
 //
 // done, when not nil, must be called once the caller is through with data
-// (after the reply went out): the buffer is then reused.
+// or sec (after the reply went out): the buffer is then reused, and the
+// chunk may be evicted (budget.go).
 func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []byte, sec *io.SectionReader, done func(), err error) {
 	if o.c.opts.StrictVerify {
 		if err := o.awaitVerified(ctx); err != nil {
@@ -102,7 +103,7 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	if pc.Data != nil {
 		return pc.Data, nil, pc.Done, nil
 	}
-	return nil, io.NewSectionReader(pc.File, pc.Off, int64(pc.N)), nil, nil
+	return nil, io.NewSectionReader(pc.File, pc.Off, int64(pc.N)), pc.Done, nil
 }
 
 // copyOut copies [off, off+len(p)) into p, chunk by chunk.
@@ -120,10 +121,11 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 		}
 		if pc.Data != nil {
 			copy(p[n:n+want], pc.Data)
-			pc.Release()
 		} else if _, err := pc.File.ReadAt(p[n:n+want], pc.Off); err != nil && !errors.Is(err, io.EOF) {
+			pc.Release()
 			return n, fmt.Errorf("%s %s: reading cache file: %w", o.origin, o.file.Path, err)
 		}
+		pc.Release()
 		n += want
 	}
 	return n, nil
@@ -159,9 +161,10 @@ func (o *Object) readChunkAs(ctx context.Context, idx int, within int64, n int, 
 		}
 		gen := o.gen
 		if o.chunks.Present(idx) {
+			h := o.holdLocked(idx) // not evicted while read (budget.go)
 			o.mu.Unlock()
 			o.dataMu.RUnlock()
-			return o.presentPiece(idx, within, n), nil
+			return h.piece(o.presentPiece(idx, within, n)), nil
 		}
 		cl, ok := o.inflight[idx]
 		if !ok {

@@ -96,10 +96,20 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (_ gofs.FileHandle, _
 	}
 	h := &handle{node: n}
 	if n.cfg.passthrough && n.cachedIO == 0 {
+		// Pinned before the check, so a bounded cache cannot evict a
+		// chunk of the file between it and the kernel's reads.
+		pin, _ := c.(Pinner)
+		if pin != nil {
+			pin.Pin()
+		}
 		if p, ok := c.BackingPath(); ok {
 			if f, err := os.Open(p); err == nil {
 				h.backing = f
+				h.pin = pin
 			}
+		}
+		if pin != nil && h.backing == nil {
+			pin.Unpin()
 		}
 	}
 	if h.backing == nil {
@@ -148,10 +158,16 @@ func (n *fileNode) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, of
 		if f, ok := f.(*os.File); ok {
 			// Spliced from the cache file's page cache straight into
 			// the reply: no copy through the daemon.
+			if done != nil {
+				return &fdResult{fd: f.Fd(), off: base, sz: int(size), done: done, cfg: n.cfg, vol: n.vol, path: n.file.Path}, 0
+			}
 			return fuse.ReadResultFd(f.Fd(), base, int(size)), 0
 		}
 	}
 	k, err := sec.ReadAt(dest[:min(sec.Size(), int64(len(dest)))], 0)
+	if done != nil {
+		done()
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		n.cfg.readFailed(n.vol, n.file.Path, off, err)
 		return nil, syscall.EIO
@@ -187,6 +203,54 @@ func (r *dataResult) Done() {
 	}
 }
 
+// fdResult is fuse.ReadResultFd that says when the reply is out: go-fuse
+// splices any result with a Seekable method (or preads it where it cannot
+// splice) and calls Done after the write, so done releases the section of
+// the cache file only once the kernel has its bytes (a bounded cache may
+// evict the chunk after that).
+type fdResult struct {
+	fd   uintptr
+	off  int64
+	sz   int
+	done func()
+
+	// For the log, should done panic.
+	cfg       *config
+	vol, path string
+}
+
+func (r *fdResult) Seekable() (uintptr, int64, int) { return r.fd, r.off, r.sz }
+func (r *fdResult) Size() int                       { return r.sz }
+func (r *fdResult) Bytes(buf []byte) ([]byte, fuse.Status) {
+	n, err := syscall.Pread(int(r.fd), buf[:min(len(buf), r.sz)], r.off)
+	if n < 0 {
+		n = 0
+	}
+	if err != nil {
+		return buf[:n], fuse.ToStatus(err)
+	}
+	return buf[:n], fuse.OK
+}
+func (r *fdResult) Done() {
+	// As dataResult.Done: outside any handler's recover.
+	defer func() {
+		if p := recover(); p != nil {
+			r.cfg.logPanic("read done", r.vol, r.path, p)
+		}
+	}()
+	r.done()
+}
+
+// Pinner is implemented by Content whose local copy a bounded cache could
+// evict: Pin keeps it whole from before BackingPath is asked until the
+// passthrough handle is released (Unpin), since the kernel then reads the
+// file without the daemon. Probed for, like DropNotifier, and asserted
+// where the daemon's Content is built.
+type Pinner interface {
+	Pin()
+	Unpin()
+}
+
 // DropNotifier is implemented by Content that can discard bytes it served
 // (they failed verification): fn is then called, and the file's pages are
 // evicted from the kernel's cache. It is probed for, not required, so the
@@ -199,6 +263,7 @@ type DropNotifier interface{ OnDrop(fn func()) }
 type handle struct {
 	node    *fileNode
 	backing *os.File
+	pin     Pinner // pinned for as long as backing is open, or nil
 }
 
 var _ = (gofs.FilePassthroughFder)((*handle)(nil))
@@ -216,6 +281,9 @@ func (h *handle) Release(ctx context.Context) (errno syscall.Errno) {
 	defer h.node.cfg.recovered("release", h.node.vol, h.node.file.Path, &errno)
 	if h.backing != nil {
 		h.backing.Close()
+		if h.pin != nil {
+			h.pin.Unpin()
+		}
 		return 0
 	}
 	h.node.mu.Lock()

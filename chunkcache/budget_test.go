@@ -1,0 +1,509 @@
+package chunkcache
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weightfs/weightfs/fetch"
+)
+
+// diskBytes is what the cache's data files take on disk (st_blocks).
+func diskBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".data") {
+			return nil
+		}
+		var st syscall.Stat_t
+		if syscall.Stat(p, &st) == nil {
+			n += st.Blocks * 512
+		}
+		return nil
+	})
+	return n
+}
+
+// budgetOptions: a small budget of whole chunks, no memory tier (every hit
+// is a disk read), readahead off unless a test turns it on.
+func budgetOptions(dir string, chunks int64) Options {
+	return Options{Dir: dir, ChunkSize: testChunk, RangeSize: 16 << 10, FetchTimeout: 5 * time.Second,
+		ReadaheadMax: -1, MemoryBytes: -1, MaxWorkers: 4, CacheSize: chunks * testChunk}
+}
+
+func present(o *Object) []bool {
+	out := make([]bool, o.NumChunks())
+	for i := range out {
+		out[i] = o.Present(i)
+	}
+	return out
+}
+
+func ensure(t *testing.T, o *Object, idx ...int) {
+	t.Helper()
+	for _, i := range idx {
+		if err := o.Ensure(context.Background(), i); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// readAll reads the whole file through the cache in FUSE-sized pieces,
+// alternating ReadAt and ReadRef (sections of the data file released once
+// read, as the fs layer does after the reply), checks every byte, and
+// calls after each piece.
+func readAll(t *testing.T, o *Object, want []byte, after func()) {
+	t.Helper()
+	const piece = 48 << 10 // not a divisor of the chunk: pieces straddle chunks
+	buf := make([]byte, piece)
+	for off, k := int64(0), 0; off < int64(len(want)); k++ {
+		n := min(piece, len(want)-int(off))
+		var got []byte
+		if k%2 == 0 {
+			m, err := o.ReadAt(context.Background(), buf[:n], off)
+			if err != nil || m != n {
+				t.Fatalf("ReadAt at %d: %d, %v", off, m, err)
+			}
+			got = buf[:n]
+		} else {
+			data, sec, done, err := o.ReadRef(context.Background(), buf[:n], off)
+			if err != nil {
+				t.Fatalf("ReadRef at %d: %v", off, err)
+			}
+			got = data
+			if sec != nil {
+				got = make([]byte, sec.Size())
+				if _, err := sec.ReadAt(got, 0); err != nil && err != io.EOF {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got, want[off:off+int64(len(got))]) {
+				t.Fatalf("%s: %d bytes at %d differ from the origin's", o.file.Path, len(got), off)
+			}
+			if done != nil {
+				done()
+			}
+			off += int64(len(got))
+			after()
+			continue
+		}
+		if !bytes.Equal(got, want[off:off+int64(n)]) {
+			t.Fatalf("%s: %d bytes at %d differ from the origin's", o.file.Path, n, off)
+		}
+		off += int64(n)
+		after()
+	}
+}
+
+// The local budget holds under a model twice its size, read through the
+// cache twice over with readahead on: the bytes on disk (st_blocks of the
+// data files) never exceed the budget by more than the filesystem's
+// rounding, every byte read is right, and chunks were evicted and fetched
+// again. Fails without the budget (the disk holds the whole model).
+func TestBudgetHoldsUnderAModelTwiceItsSize(t *testing.T) {
+	dir := t.TempDir()
+	const budgetChunks = 32 // 2 MiB
+	o := budgetOptions(dir, budgetChunks)
+	o.ReadaheadMin, o.ReadaheadMax = 128<<10, 256<<10
+	c := openTestCache(t, o)
+	src := newFakeSource()
+	sizes := []int{2 << 20, 1<<20 + 12345, 512 << 10, 3000, 512<<10 - 12345} // 4 MiB and a bit
+	var objs []*Object
+	var total int
+	for i, n := range sizes {
+		f := src.add("model-0000"+string(rune('1'+i))+".safetensors", n, uint64(10+i))
+		objs = append(objs, testObject(t, c, f, src))
+		total += n
+	}
+	if total < 2*budgetChunks*testChunk {
+		t.Fatalf("model of %d bytes: not twice the budget", total)
+	}
+	limit := o.CacheSize
+	// Counted bytes never exceed the budget (whole 4 KiB blocks); the
+	// filesystem may add a block of extent metadata per fragmented file.
+	slack := int64(len(sizes)) * 8192
+	var peak int64
+	check := func() {
+		// Under the budget's lock, so the files are summed as of one
+		// instant (a chunk punched from one file and put into another
+		// while they are walked would count twice): every write under
+		// way has its bytes reserved, every punch is done before its
+		// bytes are uncounted.
+		b := c.budget
+		b.mu.Lock()
+		d, counted := diskBytes(t, dir), b.used+b.reserved
+		b.mu.Unlock()
+		if d > counted+slack || counted > limit {
+			t.Fatalf("%d bytes on disk, %d counted, budget %d", d, counted, limit)
+		}
+		peak = max(peak, d)
+	}
+	for pass := 0; pass < 2; pass++ {
+		for _, ob := range objs {
+			readAll(t, ob, src.content(ob.file.Path), check)
+		}
+	}
+	// Background fetches still storing end within the budget too.
+	waitFor(t, "fetches to settle", func() bool {
+		for _, ob := range objs {
+			ob.mu.Lock()
+			n := len(ob.inflight)
+			ob.mu.Unlock()
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	check()
+	if peak < limit/2 {
+		t.Fatalf("peak %d bytes on disk: the cache was hardly used", peak)
+	}
+	if d := diskBytes(t, dir); d > limit+slack {
+		t.Fatalf("%d bytes on disk at rest, budget %d", d, limit)
+	}
+	if c.budget.evicted.Load() == 0 || src.bytes.Load() < int64(total+total/2) {
+		t.Fatalf("%d evictions, %d bytes fetched for two passes over %d: nothing was evicted and refetched", c.budget.evicted.Load(), src.bytes.Load(), total)
+	}
+	t.Logf("model %d bytes, budget %d, peak on disk %d, %d evictions, %d bytes fetched", total, limit, peak, c.budget.evicted.Load(), src.bytes.Load())
+}
+
+// Least recently used goes first; a file's first chunk only once nothing
+// else can go; a read of a present chunk counts as a use.
+func TestBudgetEvictsLeastRecentlyUsed(t *testing.T) {
+	c := openTestCache(t, budgetOptions(t.TempDir(), 3))
+	src := newFakeSource()
+	f := src.add("a.safetensors", 5*testChunk, 1)
+	o := testObject(t, c, f, src)
+	ensure(t, o, 0, 1, 2)
+	ensure(t, o, 3) // 0 is oldest, but a first chunk: 1 goes
+	if got, want := present(o), []bool{true, false, true, true, false}; !equalBools(got, want) {
+		t.Fatalf("after 0,1,2,3: present %v, want %v", got, want)
+	}
+	buf := make([]byte, 100)
+	if _, err := o.ReadAt(context.Background(), buf, 2*testChunk+7); err != nil { // 2 is used again: 3 is the oldest
+		t.Fatal(err)
+	}
+	ensure(t, o, 4)
+	if got, want := present(o), []bool{true, false, true, false, true}; !equalBools(got, want) {
+		t.Fatalf("after reading 2, then 4: present %v, want %v", got, want)
+	}
+	// Another file: its first chunk stays while the other file has
+	// chunks that are not first ones.
+	g := testObject(t, c, src.add("b.safetensors", 3*testChunk, 2), src)
+	ensure(t, g, 0, 1)
+	if got, want := present(o), []bool{true, false, false, false, false}; !equalBools(got, want) {
+		t.Fatalf("after b's 0,1: a present %v, want %v", got, want)
+	}
+	ensure(t, g, 2) // only first chunks left besides b's: b's 1 is not first
+	if got, want := present(g), []bool{true, false, true}; !equalBools(got, want) {
+		t.Fatalf("b present %v, want %v", got, want)
+	}
+	if !o.Present(0) {
+		t.Fatal("a first chunk went while a later chunk could")
+	}
+	for _, ob := range []*Object{o, g} {
+		readAll(t, ob, src.content(ob.file.Path), func() {})
+	}
+}
+
+// use reads a byte of each chunk, in order, all of them present.
+func use(t *testing.T, o *Object, idx ...int) {
+	t.Helper()
+	for _, i := range idx {
+		if !o.Present(i) {
+			t.Fatalf("chunk %d not present", i)
+		}
+		if _, err := o.ReadAt(context.Background(), make([]byte, 1), int64(i)*testChunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func equalBools(a, b []bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// A chunk whose bytes a reader holds (a section of the data file not yet
+// spliced) is not evicted until the reader lets go; a file pinned for
+// passthrough loses nothing while pinned, even verified and least recently
+// used. With everything held, a fetched chunk is served but not stored,
+// and the budget holds.
+func TestBudgetNeverEvictsHeldOrPinned(t *testing.T) {
+	dir := t.TempDir()
+	c := openTestCache(t, budgetOptions(dir, 4))
+	src := newFakeSource()
+	a := testObject(t, c, src.add("a.bin", 2*testChunk, 1), src)
+	readAll(t, a, src.content("a.bin"), func() {})
+	waitFor(t, "a verified", a.Done)
+	a.Pin()
+	if _, ok := a.BackingPath(); !ok {
+		t.Fatal("a verified file has no backing path")
+	}
+	b := testObject(t, c, src.add("b.bin", 4*testChunk, 2), src)
+	bb := src.content("b.bin")
+	ensure(t, b, 1, 2)
+	holdSection := func(idx int) func() {
+		t.Helper()
+		data, sec, done, err := b.ReadRef(context.Background(), make([]byte, 1000), int64(idx)*testChunk+5)
+		if err != nil || sec == nil || data != nil || done == nil {
+			t.Fatalf("ReadRef: %v, section %v, done %v; want a section of the data file to release", err, sec != nil, done != nil)
+		}
+		return func() {
+			got := make([]byte, sec.Size())
+			off := int64(idx)*testChunk + 5
+			if _, err := sec.ReadAt(got, 0); err != nil || !bytes.Equal(got, bb[off:off+1000]) {
+				t.Fatalf("held section of chunk %d: %v, bytes right %v", idx, err, bytes.Equal(got, bb[off:off+1000]))
+			}
+			done()
+		}
+	}
+	done1, done2 := holdSection(1), holdSection(2)
+	// The budget is full: a pinned (2 chunks), b's 1 and 2 held.
+	ensure(t, b, 3)
+	if b.Present(3) {
+		t.Fatal("a chunk was stored over the budget")
+	}
+	if !equalBools(present(a), []bool{true, true}) || !a.Done() {
+		t.Fatalf("pinned a: present %v, done %v", present(a), a.Done())
+	}
+	if !b.Present(1) || !b.Present(2) {
+		t.Fatal("a held chunk was evicted")
+	}
+	// A reader is served all the same.
+	buf := make([]byte, 4096)
+	if _, err := b.ReadAt(context.Background(), buf, 0); err != nil || !bytes.Equal(buf, bb[:4096]) {
+		t.Fatalf("read with the budget full: %v", err)
+	}
+	waitFor(t, "b's 0 stored or refused", func() bool {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		return len(b.inflight) == 0
+	})
+	if b.Present(0) {
+		t.Fatal("a chunk was stored over the budget")
+	}
+	if d := diskBytes(t, dir); d > 4*testChunk {
+		t.Fatalf("%d bytes on disk, budget %d", d, 4*testChunk)
+	}
+	done1() // checks the bytes it held, then lets go
+	ensure(t, b, 0)
+	if b.Present(1) || !b.Present(0) || !b.Present(2) {
+		t.Fatalf("after b's 1 was released: b present %v; want 1 evicted for 0", present(b))
+	}
+	a.Unpin()
+	ensure(t, b, 3)
+	if a.Present(1) || !a.Present(0) {
+		t.Fatalf("unpinned a: present %v; want its 1 evicted", present(a))
+	}
+	if a.Done() {
+		t.Fatal("a file that lost a chunk is still done")
+	}
+	if _, ok := a.BackingPath(); ok {
+		t.Fatal("a file that lost a chunk still offers passthrough")
+	}
+	done2()
+	readAll(t, a, src.content("a.bin"), func() {})
+	readAll(t, b, bb, func() {})
+}
+
+// An evicted chunk of a verified file makes it filling again with its
+// verified mark cleared in the store; it is fetched again on the next read,
+// with the right bytes, and the file is verified again once complete.
+func TestBudgetRefetchAfterEvictionVerifiesAgain(t *testing.T) {
+	c := openTestCache(t, budgetOptions(t.TempDir(), 5))
+	src := newFakeSource()
+	a := testObject(t, c, src.add("a.bin", 3*testChunk+100, 1), src)
+	readAll(t, a, src.content("a.bin"), func() {})
+	waitFor(t, "a verified", a.Done)
+	if !a.chunks.Verified() {
+		t.Fatal("no verified mark")
+	}
+	use(t, a, 0, 1, 2, 3)
+	b := testObject(t, c, src.add("b.bin", 2*testChunk, 2), src)
+	ensure(t, b, 0, 1)
+	if a.Done() || a.chunks.Verified() || a.Stats().State != "filling" {
+		t.Fatalf("after eviction: done %v, mark %v, state %s", a.Done(), a.chunks.Verified(), a.Stats().State)
+	}
+	if got := present(a); !equalBools(got, []bool{true, false, true, true}) {
+		t.Fatalf("a present %v; want its 1 evicted", got)
+	}
+	// Once b is verified its 1 is older than any of a's chunks fetched
+	// again, so a fits whole (b's 0, a first chunk, stays).
+	waitFor(t, "b verified", b.Done)
+	before := src.bytes.Load()
+	readAll(t, a, src.content("a.bin"), func() {})
+	if src.bytes.Load() == before {
+		t.Fatal("nothing fetched again")
+	}
+	waitFor(t, "a verified again", a.Done)
+	if a.Stats().State != "verified" || !a.chunks.Verified() {
+		t.Fatalf("state %s, mark %v", a.Stats().State, a.chunks.Verified())
+	}
+}
+
+// Chunks evicted stay absent after a restart, with or without a budget
+// then, and the rest is served from disk; objects left in the cache dir by
+// an earlier run count against the budget and go first, whole.
+func TestBudgetEvictionSurvivesRestart(t *testing.T) {
+	dir := t.TempDir()
+	src := newFakeSource()
+	fa := src.add("a.bin", 5*testChunk, 1)
+	fb := src.add("b.bin", 2*testChunk, 2)
+	c1, err := Open(budgetOptions(dir, 4))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a1, _ := c1.Object("test", fa, src)
+	ensure(t, a1, 0, 1, 2, 3)
+	b1, _ := c1.Object("test", fb, src)
+	ensure(t, b1, 0) // evicts a's 1
+	if got := present(a1); !equalBools(got, []bool{true, false, true, true, false}) {
+		t.Fatalf("before restart: a present %v", got)
+	}
+	c1.Close()
+
+	for _, size := range []int64{0, 4} {
+		o := budgetOptions(dir, size)
+		c2, err := Open(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a2, _ := c2.Object("test", fa, src)
+		if got := present(a2); !equalBools(got, []bool{true, false, true, true, false}) {
+			t.Fatalf("after restart (budget %d chunks): a present %v", size, got)
+		}
+		c2.Close()
+	}
+
+	// A budget of 3 chunks with 4 on disk: a fresh file's chunks push out
+	// b (unopened, from the earlier run) first, then a's oldest.
+	c3 := openTestCache(t, budgetOptions(dir, 3))
+	if used, _ := c3.CacheUsage(); used != 4*testChunk {
+		t.Fatalf("counted %d bytes at start, want the 4 chunks on disk", used)
+	}
+	a3, _ := c3.Object("test", fa, src)
+	d := testObject(t, c3, src.add("d.bin", 2*testChunk, 3), src)
+	ensure(t, d, 1)
+	if m, _ := filepath.Glob(filepath.Join(dir, "objects", "*", ObjectKey("test", fb)+".*")); len(m) != 0 {
+		t.Fatalf("unopened b still on disk: %v", m)
+	}
+	if a3.chunks.Count() != 2 {
+		t.Fatalf("a has %d chunks; want 2 after b and one of a's went for d's 1", a3.chunks.Count())
+	}
+	ensure(t, d, 0)
+	if a3.chunks.Count() != 1 || !a3.Present(0) {
+		t.Fatalf("a present %v; want only its first chunk after d's 0", present(a3))
+	}
+	before := src.reads.Load()
+	readAll(t, a3, src.content("a.bin"), func() {})
+	if src.reads.Load() == before {
+		t.Fatal("a's evicted chunks were not fetched again")
+	}
+	if d := diskBytes(t, dir); d > 3*testChunk {
+		t.Fatalf("%d bytes on disk, budget %d", d, 3*testChunk)
+	}
+}
+
+// verdicts records Verified events.
+type verdicts struct {
+	NopEvents
+	mu  sync.Mutex
+	bad int
+}
+
+func (v *verdicts) Verified(path string, ok bool) {
+	if !ok {
+		v.mu.Lock()
+		v.bad++
+		v.mu.Unlock()
+	}
+}
+
+// A chunk of a verified file fetched again after its eviction is judged
+// anew: corrupt this time, the file fails verification (and heals) rather
+// than keep the verdict of the bytes evicted.
+func TestBudgetRefetchedChunkIsVerified(t *testing.T) {
+	ev := &verdicts{}
+	o := budgetOptions(t.TempDir(), 6)
+	o.Events = ev
+	c := openTestCache(t, o)
+	src := newFakeSource()
+	a := testObject(t, c, src.add("a.bin", 3*testChunk+100, 1), src)
+	readAll(t, a, src.content("a.bin"), func() {})
+	waitFor(t, "a verified", a.Done)
+	use(t, a, 0, 1, 2, 3) // in this order: chunks store in any order
+	b := testObject(t, c, src.add("b.bin", 3*testChunk, 2), src)
+	ensure(t, b, 0, 1, 2)
+	if got := present(a); !equalBools(got, []bool{true, false, true, true}) {
+		t.Fatalf("a present %v; want its 1 evicted", got)
+	}
+	waitFor(t, "b verified", b.Done) // a file being verified keeps its chunks
+	use(t, a, 2, 3) // b's 1 is the oldest now
+	src.mu.Lock()
+	src.corrupt["a.bin"] = 1
+	src.mu.Unlock()
+	ensure(t, a, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for !a.Done() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !a.Done() {
+		used, lim := c.CacheUsage()
+		t.Fatalf("a not healed: %+v present %v; b present %v; used %d of %d", a.Stats(), present(a), present(b), used, lim)
+	}
+	ev.mu.Lock()
+	bad := ev.bad
+	ev.mu.Unlock()
+	if bad == 0 {
+		t.Fatal("a corrupt refetch of an evicted chunk passed verification")
+	}
+	readAll(t, a, src.content("a.bin"), func() {})
+}
+
+// A file being verified may lose a chunk when nothing else can go: the
+// hash under way is then stale (its reads fail), a verdict reached anyway
+// marks nothing on disk, and the file is filling again.
+func TestBudgetEvictingAFileBeingVerified(t *testing.T) {
+	c := openTestCache(t, budgetOptions(t.TempDir(), 3))
+	src := newFakeSource()
+	a := testObject(t, c, src.add("a.bin", 3*testChunk, 1), src)
+	ensure(t, a, 0, 1, 2)
+	waitFor(t, "a verified", a.Done)
+	// As if the verifier had just taken it up again.
+	a.mu.Lock()
+	a.setStateLocked(stateVerifying)
+	gen := a.gen
+	a.mu.Unlock()
+	os.Remove(filepath.Join(c.Dir(), "objects", a.key[:2], a.key+".ok"))
+	b := testObject(t, c, src.add("b.bin", testChunk, 2), src)
+	ensure(t, b, 0)
+	if got := present(a); !equalBools(got, []bool{true, false, true}) || a.Stats().State != "filling" {
+		t.Fatalf("a present %v, state %s; want its 1 evicted and filling", got, a.Stats().State)
+	}
+	if _, err := a.digest(c.verifier, fetch.AlgoSHA256, gen); err != errStale {
+		t.Fatalf("a hash of the old generation: %v, want errStale", err)
+	}
+	a.chunks.MarkVerified() // a verdict reached before the eviction
+	if a.chunks.Verified() {
+		t.Fatal("an incomplete file was marked verified")
+	}
+	readAll(t, a, src.content("a.bin"), func() {})
+}
