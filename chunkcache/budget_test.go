@@ -110,9 +110,20 @@ func readAll(t *testing.T, o *Object, want []byte, after func()) {
 // rounding, every byte read is right, and chunks were evicted and fetched
 // again. Fails without the budget (the disk holds the whole model).
 func TestBudgetHoldsUnderAModelTwiceItsSize(t *testing.T) {
+	for _, direct := range []bool{false, true} {
+		name := "buffered"
+		if direct {
+			name = "O_DIRECT, whose files are not reserved whole under a budget"
+		}
+		t.Run(name, func(t *testing.T) { budgetHoldsUnderAModelTwiceItsSize(t, direct) })
+	}
+}
+
+func budgetHoldsUnderAModelTwiceItsSize(t *testing.T, direct bool) {
 	dir := t.TempDir()
 	const budgetChunks = 32 // 2 MiB
 	o := budgetOptions(dir, budgetChunks)
+	o.DirectWrites = direct
 	o.ReadaheadMin, o.ReadaheadMax = 128<<10, 256<<10
 	c := openTestCache(t, o)
 	src := newFakeSource()

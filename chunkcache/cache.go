@@ -164,7 +164,7 @@ func Open(o Options) (*Cache, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(store.Options{Dir: o.Dir, ChunkSize: o.ChunkSize, MemoryBytes: o.MemoryBytes, DirectWrites: o.DirectWrites})
+	st, err := store.Open(store.Options{Dir: o.Dir, ChunkSize: o.ChunkSize, MemoryBytes: o.MemoryBytes, DirectWrites: o.DirectWrites, NoReserve: o.CacheSize > 0})
 	if err != nil {
 		return nil, err
 	}

@@ -59,8 +59,9 @@ const directAlign = 4096
 // which is not file order, and a cache file written so was measured in 60
 // pieces per 512 MiB on ext4 and twice as slow to read back; reserving the
 // whole file first keeps it in a few. A full disk then shows up here, at
-// open, instead of halfway through a load.
-func openDirect(path string, size int64, enabled bool) (*directFile, error) {
+// open, instead of halfway through a load. A bounded cache does not
+// reserve (Options.NoReserve): a file may be bigger than its budget.
+func openDirect(path string, size int64, enabled, reserve bool) (*directFile, error) {
 	if !enabled {
 		return nil, nil
 	}
@@ -68,7 +69,7 @@ func openDirect(path string, size int64, enabled bool) (*directFile, error) {
 	if err != nil {
 		return nil, nil // O_DIRECT refused here: buffered writes
 	}
-	if size > 0 {
+	if size > 0 && reserve {
 		err := unix.Fallocate(int(f.Fd()), 0, 0, size)
 		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
 			f.Close()

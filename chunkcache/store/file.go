@@ -72,7 +72,7 @@ func (d *Dir) OpenFile(key string, size int64) (*File, error) {
 		f.data.Close()
 		return fail(err)
 	}
-	if f.direct, err = openDirect(dataPath, size, d.opts.DirectWrites); err != nil {
+	if f.direct, err = openDirect(dataPath, size, d.opts.DirectWrites, !d.opts.NoReserve); err != nil {
 		f.data.Close()
 		f.logf.Close()
 		return fail(err)

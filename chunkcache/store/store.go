@@ -85,6 +85,10 @@ type Options struct {
 	// DirectWrites writes and reads chunks with O_DIRECT where the
 	// filesystem allows it (see direct.go).
 	DirectWrites bool
+	// NoReserve keeps O_DIRECT files sparse: without it their blocks are
+	// reserved whole at open (see openDirect), which a bounded cache, whose
+	// files may be bigger than its budget, must not do.
+	NoReserve bool
 }
 
 // Dir is the chunk store in one cache directory.
