@@ -3,16 +3,19 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/weightfs/weightfs/chunkcache/shared"
+	"github.com/weightfs/weightfs/integration/faultproxy"
 	"github.com/weightfs/weightfs/integration/hubemu"
 )
 
@@ -112,10 +115,27 @@ func checkSums(t *testing.T, nodes []*fleetNode, origin string) {
 	}
 }
 
-func fleetStores() []fleetStore {
+// fleetStores are the stores every `make test` runs the fleet tests on: a
+// local directory standing in for a shared filesystem, and gofakes3 (its
+// conditional PUT is real). make test-fleet adds SeaweedFS.
+func fleetStores(t *testing.T) []fleetStore {
+	s3 := newS3Origin(t)
+	n := 0
 	return []fleetStore{
 		{name: "dir", spec: func(t *testing.T) string { return filepath.Join(t.TempDir(), "shared") }},
+		{name: "gofakes3", env: fleetS3Env(s3.srv.URL), spec: func(t *testing.T) string {
+			n++
+			b := fmt.Sprintf("fleet%d", n)
+			s3.bucket(t, b)
+			return "s3://" + b + "/weightfs"
+		}},
 	}
+}
+
+// fleetS3Env points a daemon's shared cache at an S3 endpoint with the
+// test keys (the origin is the Hub emulator, so they are the store's own).
+func fleetS3Env(endpoint string) []string {
+	return append(s3Env(endpoint), "AWS_ACCESS_KEY_ID="+testAccessKeyID, "AWS_SECRET_ACCESS_KEY="+testSecretKey)
 }
 
 // TestFleetEightNodesOneOriginDownload: 8 cold nodes on one shared store
@@ -124,7 +144,7 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: the fleet load takes a minute")
 	}
-	for _, st := range fleetStores() {
+	for _, st := range fleetStores(t) {
 		t.Run(st.name, func(t *testing.T) {
 			hub, origin, total := fleetHub(t, 256<<20, 2)
 
@@ -339,5 +359,56 @@ func TestFleetGC(t *testing.T) {
 	}
 	if kept == 0 {
 		t.Errorf("the object under a live lease was removed")
+	}
+}
+
+// TestFleetSharedStoreGoesAway: the shared store failing mid-load (down:
+// connections reset; hung: requests that never answer) sends reads to the
+// origin within the store's deadline; the load completes with every byte
+// right, the mount stays up, and the outage is logged once, not per chunk.
+func TestFleetSharedStoreGoesAway(t *testing.T) {
+	for _, mode := range []string{"down", "hung"} {
+		t.Run(mode, func(t *testing.T) {
+			hub, origin, total := fleetHub(t, 96<<20, 2)
+			px := faultproxy.New(faultproxy.Options{})
+			var hung atomic.Bool // every request waits until its client gives up
+			release := make(chan struct{})
+			hang := func(h http.Handler) http.Handler {
+				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if hung.Load() {
+						// Until the client gives up, or the test ends (a
+						// request whose body is unread never sees its
+						// client hang up).
+						select {
+						case <-r.Context().Done():
+						case <-release:
+						}
+						return
+					}
+					h.ServeHTTP(w, r)
+				})
+			}
+			s3 := newS3Origin(t, px.Wrap, hang)
+			t.Cleanup(func() { close(release) }) // before the server closes
+			s3.bucket(t, "fleet")
+			nodes := startFleet(t, hub, 1, "s3://fleet/weightfs", fleetS3Env(s3.srv.URL), "--shared-cache-timeout", "1s")
+			deadline := time.Now().Add(60 * time.Second)
+			for hub.BytesServed() < total/3 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if mode == "down" {
+				px.SetDown(true)
+			} else {
+				hung.Store(true)
+			}
+			start := time.Now()
+			waitAll(t, nodes)
+			checkSums(t, nodes, origin)
+			log := nodes[0].m.stderr.String()
+			if n := strings.Count(log, "shared cache is failing"); n < 1 || n > 3 {
+				t.Errorf("%d log lines for one outage, want one:\n%s", n, log)
+			}
+			t.Logf("%s: rest of the load took %.1fs after the store went away", mode, time.Since(start).Seconds())
+		})
 	}
 }
