@@ -45,14 +45,15 @@ type budget struct {
 
 	evictMu sync.Mutex // one evictor at a time: each sees what the last freed
 
-	mu       sync.Mutex
-	used     int64                    // GUARDED_BY(mu); bytes of stored chunks and of foreign objects
-	reserved int64                    // GUARDED_BY(mu); bytes of Puts under way
-	foreign  map[string]foreignObject // GUARDED_BY(mu); objects on disk nobody opened
-	opened   map[string]int           // GUARDED_BY(mu); open budgetChunks per key
-	cands    []victim                 // GUARDED_BY(mu); oldest first, from the last scan
-	evicted  atomic.Int64             // chunks (and foreign objects) evicted, for tests and status
-	warned   atomic.Int64             // unix nanos of the last "budget full" warning
+	mu          sync.Mutex
+	used        int64                    // GUARDED_BY(mu); bytes of stored chunks and of foreign objects
+	reserved    int64                    // GUARDED_BY(mu); bytes of Puts under way
+	foreign     map[string]foreignObject // GUARDED_BY(mu); objects on disk nobody opened
+	opened      map[string]int           // GUARDED_BY(mu); open budgetChunks per key
+	cands       []victim                 // GUARDED_BY(mu); oldest first, from the last scan
+	evicted     atomic.Int64             // chunks (and foreign objects) evicted, for tests and status
+	warned      atomic.Int64             // unix nanos of the last "budget full" warning
+	planStopped atomic.Bool              // the prefetch plan stopped at the budget (logged once)
 }
 
 type foreignObject struct {
@@ -524,6 +525,24 @@ func (o *Object) Unpin() {
 		bc.pins.Add(-1)
 		o.mu.Unlock()
 	}
+}
+
+// planMayFetch says whether the prefetch plan, having handed out n chunk
+// fetches, may hand out one more. Under a budget it stops once it has
+// fetched three quarters of it: prefetching more than the budget holds
+// would evict what it fetched before a loader read it, and the quarter
+// left is for readahead and the reads of files outside the plan's order.
+// The loader's own reads and readahead go on past it, evicting as they go.
+func (c *Cache) planMayFetch(n int64) bool {
+	b := c.budget
+	if b == nil || (n+1)*c.opts.ChunkSize <= b.limit-b.limit/4 {
+		return true
+	}
+	if b.planStopped.CompareAndSwap(false, true) {
+		c.log.Info("prefetch stopped at three quarters of the cache budget (--cache-size); the rest is fetched as it is read",
+			"budget", FormatSize(b.limit), "prefetched", FormatSize(n*c.opts.ChunkSize))
+	}
+	return false
 }
 
 // CacheUsage reports the bytes the local cache holds and its budget

@@ -518,3 +518,49 @@ func TestBudgetEvictingAFileBeingVerified(t *testing.T) {
 	}
 	readAll(t, a, src.content("a.bin"), func() {})
 }
+
+// Prefetch of a model twice the budget stops at three quarters of it
+// rather than evict what it fetched before anyone read it; reads then go
+// on through the cache.
+func TestBudgetPrefetchStopsAtTheBudget(t *testing.T) {
+	dir := t.TempDir()
+	o := budgetOptions(dir, 16)
+	c := openTestCache(t, o)
+	src := newFakeSource()
+	var objs []*Object
+	for i := 0; i < 4; i++ {
+		objs = append(objs, testObject(t, c, src.add("f"+string(rune('0'+i))+".bin", 8*testChunk, uint64(i)), src))
+	}
+	p := c.StartPrefetch(context.Background(), objs)
+	want := int64(12) // 3/4 of 16 chunks
+	waitFor(t, "the plan to stop", func() bool {
+		if p.planned.Load() < want {
+			return false
+		}
+		for _, ob := range objs {
+			ob.mu.Lock()
+			n := len(ob.inflight)
+			ob.mu.Unlock()
+			if n > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(50 * time.Millisecond) // the plan would go on here if it did
+	if n := p.planned.Load(); n != want {
+		t.Fatalf("the plan handed out %d fetches, want %d", n, want)
+	}
+	if e := c.budget.evicted.Load(); e != 0 {
+		t.Fatalf("prefetch evicted %d chunks", e)
+	}
+	if used, _ := c.CacheUsage(); used != want*testChunk {
+		t.Fatalf("%d bytes cached, want %d", used, want*testChunk)
+	}
+	for _, ob := range objs {
+		readAll(t, ob, src.content(ob.file.Path), func() {})
+	}
+	if d := diskBytes(t, dir); d > o.CacheSize {
+		t.Fatalf("%d bytes on disk, budget %d", d, o.CacheSize)
+	}
+}

@@ -88,6 +88,9 @@ func (p *Prefetcher) send(ctx context.Context, ch chan job, j job) bool {
 }
 
 func (p *Prefetcher) sendOne(ctx context.Context, ch chan job, j job) bool {
+	if !p.c.planMayFetch(p.planned.Load()) { // a bounded cache (budget.go)
+		return false
+	}
 	select {
 	case ch <- j:
 		p.planned.Add(1)
