@@ -20,9 +20,11 @@ import (
 // finds the chunk present and released once its bytes are out, a splice to
 // the kernel included), a chunk whose fetch is in flight, a file open with
 // passthrough (Object.Pin: the kernel reads its cache file directly), a
-// file being verified or healed (its bytes are being judged), a file a
-// strict reader is filling. A file's first chunk (a safetensors header,
-// read by every loader) goes only once no other chunk can.
+// file being healed (its bytes are being compared), a file a strict reader
+// is filling (it needs all of it). The chunks of a file being verified go
+// only once no other chunk can (its verification is then given up, see
+// evictChunk), and a file's first chunk (a safetensors header, or a small
+// file whole, read by every loader) only after those.
 //
 // Recency is an access clock per chunk: one atomic store per read of a
 // present chunk, and the stores of fetched chunks. The chunks on disk from
@@ -264,6 +266,11 @@ func (b *budget) admit(bc *budgetChunks, idx int) (res int64, ok bool) {
 	if bc.stored[idx] {
 		need = 0 // rewriting bytes that are there (healing)
 	}
+	if need > b.limit {
+		b.mu.Unlock()
+		b.full(need) // a chunk bigger than the whole budget: evict nothing for it
+		return 0, false
+	}
 	if b.used+b.reserved+need <= b.limit {
 		b.reserved += need
 		b.mu.Unlock()
@@ -350,7 +357,7 @@ func (b *budget) scan() bool {
 		for i, s := range bc.stored {
 			if s && bc.holds[i].Load() == 0 {
 				tier := tierPlain
-				if i == 0 && len(bc.stored) > 1 {
+				if i == 0 {
 					tier = tierFirst
 				} else if verifying[k] {
 					tier = tierVerifying

@@ -467,7 +467,7 @@ func TestBudgetRefetchedChunkIsVerified(t *testing.T) {
 		t.Fatalf("a present %v; want its 1 evicted", got)
 	}
 	waitFor(t, "b verified", b.Done) // a file being verified keeps its chunks
-	use(t, a, 2, 3) // b's 1 is the oldest now
+	use(t, a, 2, 3)                  // b's 1 is the oldest now
 	src.mu.Lock()
 	src.corrupt["a.bin"] = 1
 	src.mu.Unlock()
