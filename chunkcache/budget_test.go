@@ -108,7 +108,7 @@ func readAll(t *testing.T, o *Object, want []byte, after func()) {
 // cache twice over with readahead on: the bytes on disk (st_blocks of the
 // data files) never exceed the budget by more than the filesystem's
 // rounding, every byte read is right, and chunks were evicted and fetched
-// again. Fails without the budget (the disk holds the whole model).
+// again. (Without a budget the disk ends up holding the whole model.)
 func TestBudgetHoldsUnderAModelTwiceItsSize(t *testing.T) {
 	for _, direct := range []bool{false, true} {
 		name := "buffered"
@@ -466,8 +466,10 @@ func TestBudgetRefetchedChunkIsVerified(t *testing.T) {
 	if got := present(a); !equalBools(got, []bool{true, false, true, true}) {
 		t.Fatalf("a present %v; want its 1 evicted", got)
 	}
-	waitFor(t, "b verified", b.Done) // a file being verified keeps its chunks
-	use(t, a, 2, 3)                  // b's 1 is the oldest now
+	// A file being verified loses chunks only after plain ones: wait, so
+	// b's 1 is a plain chunk, and the oldest once a's 2 and 3 are used.
+	waitFor(t, "b verified", b.Done)
+	use(t, a, 2, 3)
 	src.mu.Lock()
 	src.corrupt["a.bin"] = 1
 	src.mu.Unlock()
