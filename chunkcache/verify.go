@@ -159,6 +159,7 @@ func (o *Object) digest(v *verifier, algo string, gen uint64) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	o.c.log.Debug("verifying", "file", o.file.Path, "hashed_as_stored", off, "to_read_back", o.file.Size-off)
 	if off < o.file.Size {
 		buf := o.c.bufs.Get(verifyBlock)
 		defer o.c.bufs.Put(buf)

@@ -110,7 +110,7 @@ func (f *File) rewindCursor(idx int) {
 		c.idle.Wait()
 	}
 	if c.next > idx {
-		c.h, c.next, c.pending = nil, 0, false
+		c.h, c.next, c.credit = nil, 0, 0
 	}
 }
 

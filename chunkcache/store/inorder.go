@@ -33,16 +33,17 @@ var _ InOrder = (*File)(nil)
 const maxCatchUp = 4
 
 // hashCursor is the state of HashInOrder. Whoever sets busy owns h and
-// next until it clears busy; a Put finding it busy sets pending, so the
-// owner looks again before it lets go and no present chunk is left behind
-// unseen.
+// next until it clears busy; a Put finding it busy hands the owner its
+// share of reading back (credit) instead, so the owner looks again before
+// it lets go, and Puts that coincide move the cursor on as far as Puts one
+// after the other would.
 type hashCursor struct {
 	mu      sync.Mutex
 	newHash func() hash.Hash // GUARDED_BY(mu); nil: not hashing
 	h       hash.Hash        // owned by whoever set busy
 	next    int              // owned by whoever set busy; chunks hashed
 	busy    bool             // GUARDED_BY(mu)
-	pending bool             // GUARDED_BY(mu)
+	credit  int              // GUARDED_BY(mu); chunks the owner may still read back for Puts that found it busy
 	taken   bool             // GUARDED_BY(mu); TakeHash was called
 	idle    sync.Cond        // on mu; broadcast when busy is cleared
 }
@@ -78,7 +79,7 @@ func (f *File) TakeHash() (hash.Hash, int64) {
 func (f *File) resetCursor() {
 	c := &f.cur
 	c.mu.Lock()
-	c.newHash, c.h, c.next, c.pending, c.taken = nil, nil, 0, false, false
+	c.newHash, c.h, c.next, c.credit, c.taken = nil, nil, 0, 0, false
 	c.mu.Unlock()
 }
 
@@ -91,7 +92,7 @@ func (f *File) advance(idx int, buf []byte) {
 		return
 	}
 	if c.busy {
-		c.pending = true
+		c.credit += 1 + maxCatchUp
 		c.mu.Unlock()
 		return
 	}
@@ -122,12 +123,13 @@ func (f *File) advance(idx int, buf []byte) {
 			budget--
 		}
 		c.mu.Lock()
-		if c.pending && budget > 0 {
-			c.pending = false
+		if c.credit > 0 && !c.taken {
+			budget += c.credit
+			c.credit = 0
 			c.mu.Unlock()
 			continue
 		}
-		c.pending = false
+		c.credit = 0
 		c.busy = false
 		c.idle.Broadcast()
 		c.mu.Unlock()

@@ -118,6 +118,7 @@ func TestHashInOrderConcurrentPuts(t *testing.T) {
 	if hashed != off {
 		t.Fatalf("%d bytes hashed for %d covered", hashed, off)
 	}
+	t.Logf("covered %d of %d chunks", off/testChunk, n)
 	rest := make([]byte, int64(len(content))-off)
 	f.ReadStored(rest, off)
 	h.Write(rest)
