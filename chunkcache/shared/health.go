@@ -3,6 +3,7 @@ package shared
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -28,6 +29,7 @@ type health struct {
 	writeDown  bool          // GUARDED_BY(mu)
 	freeAt     time.Time     // GUARDED_BY(mu); when Free was last asked
 	lastErr    string        // GUARDED_BY(mu)
+	fails      int           // GUARDED_BY(mu); failed requests in a row
 }
 
 const (
@@ -77,6 +79,14 @@ func (t *Tier) op(ctx context.Context, fn func(ctx context.Context) error) error
 	octx, cancel := context.WithTimeout(ctx, t.opts.OpTimeout)
 	defer cancel()
 	err := fn(octx)
+	if storeFault(err) && octx.Err() == nil {
+		// A single failure (a 503 SlowDown, a reset connection) is
+		// usual for a busy store: one more try after 20-50 ms, before
+		// anyone counts it (the bucket clients do not retry on their own).
+		if t.sleep(octx, 20*time.Millisecond+time.Duration(rand.Int64N(int64(30*time.Millisecond)))) == nil {
+			err = fn(octx)
+		}
+	}
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrExists):
 		t.h.ok()
@@ -90,10 +100,28 @@ func (t *Tier) op(ctx context.Context, fn func(ctx context.Context) error) error
 	return err
 }
 
+// storeFault says err is the store's failure, not an answer.
+func storeFault(err error) bool {
+	return err != nil && !errors.Is(err, ErrNotFound) && !errors.Is(err, ErrExists) &&
+		!errors.Is(err, ErrCorrupt) && !errors.Is(err, errBadLease)
+}
+
+// faultsToTrip is how many failed requests in a row take the store out of
+// use; a deadline trips it at once (a hung store must not cost every read
+// its OpTimeout).
+const faultsToTrip = 3
+
 func (h *health) fault(err error) {
 	now := h.t.now()
 	h.mu.Lock()
 	write := errors.Is(err, ErrFull) || errors.Is(err, ErrReadOnly)
+	if !write && !errors.Is(err, context.DeadlineExceeded) {
+		h.fails++
+		if h.fails < faultsToTrip {
+			h.mu.Unlock()
+			return
+		}
+	}
 	var first bool
 	var off time.Duration
 	if write {
@@ -129,6 +157,7 @@ func next(d time.Duration) time.Duration {
 func (h *health) ok() {
 	h.mu.Lock()
 	back := h.readDown
+	h.fails = 0
 	h.readDown, h.readOff, h.readUntil = false, 0, time.Time{}
 	h.mu.Unlock()
 	if back {

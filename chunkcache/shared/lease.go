@@ -29,10 +29,11 @@ const maxLeaseDoc = 4 << 10
 
 // lease is one we hold.
 type lease struct {
-	t    *Tier
-	name string
-	stop chan struct{}
-	done sync.WaitGroup
+	t     *Tier
+	name  string
+	claim string
+	stop  chan struct{}
+	done  sync.WaitGroup
 }
 
 // acquireResult says what acquire found.
@@ -48,6 +49,7 @@ type acquireResult struct {
 // name, the last one's bytes are what everyone reads, so the others see
 // they lost.
 func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, error) {
+	claim := "" // the takeover claim we made, deleted with the lease
 	for attempt := 0; attempt < 2; attempt++ {
 		doc := leaseDoc{Holder: t.opts.Holder, Expires: t.now().Add(t.opts.LeaseTTL).UnixMilli()}
 		data, _ := json.Marshal(doc)
@@ -66,7 +68,7 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 					return acquireResult{other: got}, nil
 				}
 			}
-			return acquireResult{held: t.startLease(name), takeover: attempt > 0}, nil
+			return acquireResult{held: t.startLease(name, claim), takeover: attempt > 0}, nil
 		case !errors.Is(err, ErrExists):
 			return acquireResult{}, err
 		}
@@ -80,11 +82,27 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 		if err != nil && !errors.Is(err, errBadLease) {
 			return acquireResult{}, err
 		}
-		// Expired (its holder crashed or stalled) or garbled: take it over.
+		// Expired (its holder crashed or stalled) or garbled: take it
+		// over. Every waiter saw it lapse at once, and a plain delete then
+		// create would let a late one delete the lease an early one just
+		// made; so the takeover of this very lease (named by its expiry) is
+		// claimed first with an exclusive create, and only its winner
+		// deletes and recreates the lease.
+		c, ok, err := t.claimTakeover(ctx, name, got, data)
+		if err != nil {
+			return acquireResult{}, err
+		}
+		if !ok {
+			return acquireResult{other: leaseDoc{Holder: "takeover", Expires: t.now().Add(t.opts.LeaseTTL).UnixMilli()}}, nil
+		}
+		claim = c
 		if err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, name) }); err != nil {
 			return acquireResult{}, err
 		}
 		t.count(vol, func(s *Stats) { s.LeasesTakenOver++ })
+	}
+	if claim != "" {
+		t.deleteQuietly(claim)
 	}
 	// Lost the race for the freed lease to another node.
 	got, err := t.readLease(ctx, name)
@@ -119,10 +137,38 @@ func (t *Tier) readLease(ctx context.Context, name string) (leaseDoc, error) {
 	return doc, err
 }
 
+// claimTakeover makes the claim to take over the lapsed lease got of name.
+// A claim whose maker crashed lapses too: it is removed, and the next look
+// at the lease claims again.
+func (t *Tier) claimTakeover(ctx context.Context, name string, got leaseDoc, doc []byte) (string, bool, error) {
+	claim := name + takeoverMark + itoa(got.Expires) // 0 for a garbled lease
+	err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, claim, [][]byte{doc}, true) })
+	if err == nil {
+		return claim, true, nil
+	}
+	if !errors.Is(err, ErrExists) {
+		return "", false, err
+	}
+	if c, cerr := t.readLease(ctx, claim); cerr == nil && t.now().UnixMilli() >= c.Expires {
+		t.deleteQuietly(claim)
+	}
+	return "", false, nil
+}
+
+// takeoverMark is in the names of takeover claims (beside their lease).
+const takeoverMark = ".takeover-"
+
+func (t *Tier) deleteQuietly(name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+	defer cancel()
+	_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, name) })
+}
+
 // startLease renews the lease every third of its TTL until release. The
-// ticker lives only while a fetch runs.
-func (t *Tier) startLease(name string) *lease {
-	l := &lease{t: t, name: name, stop: make(chan struct{})}
+// ticker lives only while a fetch runs. claim, if set, is the takeover
+// claim that won it, deleted on release.
+func (t *Tier) startLease(name, claim string) *lease {
+	l := &lease{t: t, name: name, claim: claim, stop: make(chan struct{})}
 	l.done.Add(1)
 	go func() {
 		defer l.done.Done()
@@ -151,7 +197,8 @@ func (l *lease) release() {
 	}
 	close(l.stop)
 	l.done.Wait()
-	ctx, cancel := context.WithTimeout(context.Background(), l.t.opts.OpTimeout)
-	defer cancel()
-	_ = l.t.op(ctx, func(ctx context.Context) error { return l.t.blobs.Delete(ctx, l.name) })
+	l.t.deleteQuietly(l.name)
+	if l.claim != "" {
+		l.t.deleteQuietly(l.claim)
+	}
 }

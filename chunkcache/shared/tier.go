@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -149,15 +150,20 @@ var ErrDeferred = errors.New("chunk is being fetched by another node")
 // fails only when the origin does, ctx ends, or with ErrDeferred.
 func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 	name := chunkName(r.Key, r.ChunkSize, r.Index)
+	// While the store fails, a prefetch waits for it rather than go to
+	// the origin: otherwise every node of the fleet would fetch the whole
+	// model from the origin the moment the store hiccups (a 503 SlowDown).
+	// The plan's last, patient pass still reads what is left from the
+	// origin; readers never wait for the store.
 	if !t.h.readable() {
-		return t.fromOrigin(ctx, r, nil, false)
+		return t.storeFailed(ctx, r, nil)
 	}
 	t.touch(r.Key)
 	if hit, err := t.get(ctx, r, name); hit || err != nil {
 		if hit {
 			return Filled{Source: FromShared}, nil
 		}
-		return t.fromOrigin(ctx, r, nil, false)
+		return t.storeFailed(ctx, r, nil)
 	}
 	lname := leaseName(r.Key, r.ChunkSize, r.Index)
 	start := t.now()
@@ -168,7 +174,7 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 			if ctx.Err() != nil {
 				return Filled{}, ctx.Err()
 			}
-			return t.fromOrigin(ctx, r, nil, true)
+			return t.storeFailed(ctx, r, nil)
 		}
 		if res.held != nil {
 			t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
@@ -196,7 +202,7 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 		case errors.Is(err, errOriginSooner):
 			return t.fromOrigin(ctx, r, nil, true)
 		case err != nil:
-			return t.fromOrigin(ctx, r, nil, false)
+			return t.storeFailed(ctx, r, nil)
 		}
 		// The lease lapsed with the chunk still absent: try to take it.
 	}
@@ -204,12 +210,18 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 
 var errOriginSooner = errors.New("the origin is sooner than the lease")
 
-// await polls for the chunk another node holds the lease on, backing off
-// from 20 to 250 ms, until it lands (hit), the lease expires (nil), a
-// demand read has waited as long as the origin would take, or the store
-// fails.
+// await polls for the chunk another node holds the lease on, until it
+// lands (hit), the lease expires (nil), a demand read has waited as long
+// as the origin would take, or the store fails. The polls back off from
+// 20 ms to 250 ms for a reader, and to about 1 s (jittered, so a fleet's
+// polls do not fall in step) for readahead and the plan's last pass: the
+// store's request rate, not the origin, is what a large fleet runs out of.
 func (t *Tier) await(ctx context.Context, r Request, name string, other leaseDoc, start time.Time) (bool, error) {
 	wait := 20 * time.Millisecond
+	maxWait := 250 * time.Millisecond
+	if r.Mode != Demand {
+		maxWait = 750*time.Millisecond + time.Duration(mrand.Int64N(int64(500*time.Millisecond)))
+	}
 	for t.now().UnixMilli() < other.Expires {
 		if r.Mode == Demand && t.now().Sub(start)+wait > r.OriginTime {
 			return false, errOriginSooner
@@ -217,7 +229,7 @@ func (t *Tier) await(ctx context.Context, r Request, name string, other leaseDoc
 		if err := t.sleep(ctx, wait); err != nil {
 			return false, err
 		}
-		wait = min(wait*2, 250*time.Millisecond)
+		wait = min(wait*2, maxWait)
 		if hit, err := t.get(ctx, r, name); hit || err != nil {
 			return hit, err
 		}
@@ -243,6 +255,17 @@ func (t *Tier) get(ctx context.Context, r Request, name string) (hit bool, err e
 		return false, nil
 	}
 	return false, err
+}
+
+// storeFailed is Fill's answer when the store failed: ErrDeferred for a
+// prefetch, the origin (no write-back) for the others.
+func (t *Tier) storeFailed(ctx context.Context, r Request, l *lease) (Filled, error) {
+	if r.Mode == Background {
+		l.release()
+		t.count(r.Volume, func(s *Stats) { s.Deferred++ })
+		return Filled{}, ErrDeferred
+	}
+	return t.fromOrigin(ctx, r, l, false)
 }
 
 func (t *Tier) fromOrigin(ctx context.Context, r Request, l *lease, publish bool) (Filled, error) {
