@@ -1,6 +1,7 @@
 package chunkcache
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -441,7 +442,9 @@ func (o *Object) evictChunk(bc *budgetChunks, idx int) bool {
 	err := bc.Evict(idx)
 	bc.markMu.Unlock()
 	if err != nil {
-		o.c.log.Warn("cache budget: cannot evict a chunk", "file", o.file.Path, "chunk", idx, "err", err)
+		if !errors.Is(err, store.ErrBusy) {
+			o.c.log.Warn("cache budget: cannot evict a chunk", "file", o.file.Path, "chunk", idx, "err", err)
+		}
 		return false
 	}
 	if o.state == stateVerifying {

@@ -35,6 +35,10 @@ import (
 // mark is gone.
 const tombstone = 1 << 31
 
+// ErrBusy is returned by Evict when the file's in-order hash is moving on
+// (a Put is hashing): the chunk stays; try another.
+var ErrBusy = errors.New("chunk store: a put is hashing the file; chunk not evicted")
+
 // ErrNoEvict is returned by Evict where chunks cannot be removed one by one
 // (the filesystem cannot punch holes, or the file is too large to log
 // tombstones for).
@@ -64,17 +68,33 @@ func (f *File) Evict(idx int) error {
 	if f.nchunks >= tombstone {
 		return ErrNoEvict
 	}
+	// Marked absent under the in-order hash's lock, and only while no Put
+	// is hashing: one might be reading idx back (inorder.go), and none can
+	// start to once idx is absent. If the hash took idx in, it is given up
+	// (as inorder.go does when it cannot read a chunk back) and the whole
+	// file left to the verifier: the chunk fetched again may differ, and a
+	// verdict must be on the bytes on disk.
+	c := &f.cur
+	c.mu.Lock()
+	if c.busy {
+		c.mu.Unlock()
+		return ErrBusy
+	}
 	f.mu.Lock()
 	if !f.present[idx] {
 		f.mu.Unlock()
+		c.mu.Unlock()
 		return nil
 	}
 	f.present[idx] = false
 	f.npresent--
 	epoch := f.epoch
 	f.mu.Unlock()
+	if c.next > idx {
+		c.h, c.next, c.taken = nil, 0, true
+	}
+	c.mu.Unlock()
 	f.d.mem.del(f.memKey(epoch, idx))
-	f.rewindCursor(idx)
 	if err := os.Remove(f.d.path(f.key, ".ok")); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return DiskError(f.d.opts.Dir, err)
 	}
@@ -94,24 +114,6 @@ func (f *File) Evict(idx int) error {
 		return err
 	}
 	return nil
-}
-
-// rewindCursor forgets the in-order hash (inorder.go) if it has taken in
-// chunk idx: the chunk fetched again may differ, and the verdict must be
-// on the bytes on disk. It waits for a Put that is hashing, which may be
-// reading idx back (before its bytes are punched); none can start to once
-// idx is absent. The hash starts over from the first chunk, catching up
-// on the chunks present as later ones are put.
-func (f *File) rewindCursor(idx int) {
-	c := &f.cur
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.busy {
-		c.idle.Wait()
-	}
-	if c.next > idx {
-		c.h, c.next, c.credit = nil, 0, 0
-	}
 }
 
 // punch releases [off, off+n) of the file, keeping its size.
