@@ -197,3 +197,34 @@ func TestSlicesReader(t *testing.T) {
 		t.Fatal("seek before the start accepted")
 	}
 }
+
+// Whatever --shared-cache says, parsing never panics, and a bucket it
+// accepts keys every name under its prefix, never outside it.
+func FuzzParseBucketSpec(f *testing.F) {
+	for _, s := range []string{"s3://b/p", "gs://b/a/b/", "s3://b", "s3://../x", "gs://b//", "s3://b/p/../..", "s3://b/\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, spec string) {
+		for _, scheme := range []string{"s3", "gs"} {
+			if !strings.HasPrefix(spec, scheme+"://") {
+				continue
+			}
+			p, err := split(spec, scheme)
+			if err != nil {
+				continue
+			}
+			if p.bucket == "" || strings.Contains(p.bucket, "/") {
+				t.Fatalf("%q: bucket %q", spec, p.bucket)
+			}
+			for _, seg := range strings.Split(p.prefix, "/") {
+				if p.prefix != "" && (seg == "" || seg == "." || seg == "..") {
+					t.Fatalf("%q: prefix %q", spec, p.prefix)
+				}
+			}
+			k := p.key("chunks/ab/x")
+			if n, ok := p.name(k); !ok || n != "chunks/ab/x" {
+				t.Fatalf("%q: key %q names %q", spec, k, n)
+			}
+		}
+	})
+}
