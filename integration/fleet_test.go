@@ -17,6 +17,7 @@ import (
 	"github.com/weightfs/weightfs/chunkcache/shared"
 	"github.com/weightfs/weightfs/integration/faultproxy"
 	"github.com/weightfs/weightfs/integration/hubemu"
+	"github.com/weightfs/weightfs/integration/seaweed"
 )
 
 // The fleet tests: several weightfs processes, each with its own local
@@ -25,11 +26,12 @@ import (
 // Hub's CDN is in production, so the origin (not the daemons' hashing on
 // this 2-core machine) is what limits a load.
 //
-// A fleet store is a --shared-cache value and what the test can do to it.
+// A fleet store is a --shared-cache value per node and what the test can
+// do to it.
 type fleetStore struct {
-	name string
-	spec func(t *testing.T) string // a fresh, empty store
-	env  []string                  // extra environment of the daemons
+	name  string
+	specs func(t *testing.T, n int) []string // a fresh, empty store for n nodes
+	env   []string                           // extra environment of the daemons
 }
 
 const fleetAggregate = 100e6 // bytes/s: 800 Mbit/s
@@ -51,7 +53,9 @@ type fleetNode struct {
 	addr string
 }
 
-func startFleet(t *testing.T, hub *hubemu.Server, n int, spec string, env []string, extra ...string) []*fleetNode {
+// startFleet starts n nodes; specs holds each one's --shared-cache (one for
+// all, or one each; none: no shared cache).
+func startFleet(t *testing.T, hub *hubemu.Server, n int, specs []string, env []string, extra ...string) []*fleetNode {
 	t.Helper()
 	nodes := make([]*fleetNode, n)
 	var wg sync.WaitGroup
@@ -62,8 +66,8 @@ func startFleet(t *testing.T, hub *hubemu.Server, n int, spec string, env []stri
 			defer wg.Done()
 			addr := freeAddr(t)
 			args := append([]string{"--control-addr", addr, "--progress-every", "1h"}, extra...)
-			if spec != "" {
-				args = append(args, "--shared-cache", spec)
+			if len(specs) > 0 {
+				args = append(args, "--shared-cache", specs[i%len(specs)])
 			}
 			m, err := startMount(t, hub, mountOpts{config: llmConfig, args: args, env: env})
 			errs[i] = err
@@ -117,19 +121,38 @@ func checkSums(t *testing.T, nodes []*fleetNode, origin string) {
 
 // fleetStores are the stores every `make test` runs the fleet tests on: a
 // local directory standing in for a shared filesystem, and gofakes3 (its
-// conditional PUT is real). make test-fleet adds SeaweedFS.
+// conditional PUT is real). With WEIGHTFS_WEED set (make test-fleet) they
+// run on SeaweedFS too: as an S3 bucket, and as a POSIX DFS, the nodes
+// spread over two `weed mount`s of one filer.
 func fleetStores(t *testing.T) []fleetStore {
 	s3 := newS3Origin(t)
 	n := 0
-	return []fleetStore{
-		{name: "dir", spec: func(t *testing.T) string { return filepath.Join(t.TempDir(), "shared") }},
-		{name: "gofakes3", env: fleetS3Env(s3.srv.URL), spec: func(t *testing.T) string {
+	one := func(s string) []string { return []string{s} }
+	stores := []fleetStore{
+		{name: "dir", specs: func(t *testing.T, _ int) []string { return one(filepath.Join(t.TempDir(), "shared")) }},
+		{name: "gofakes3", env: fleetS3Env(s3.srv.URL), specs: func(t *testing.T, _ int) []string {
 			n++
 			b := fmt.Sprintf("fleet%d", n)
 			s3.bucket(t, b)
-			return "s3://" + b + "/weightfs"
+			return one("s3://" + b + "/weightfs")
 		}},
 	}
+	if os.Getenv("WEIGHTFS_WEED") == "" {
+		t.Log("SeaweedFS stores skipped: run `make test-fleet` (WEIGHTFS_WEED) to run these tests on a real distributed store too")
+		return stores
+	}
+	c := seaweed.Start(t)
+	mounts := []string{c.Mount(t), c.Mount(t)}
+	stores = append(stores,
+		fleetStore{name: "seaweedfs-s3", env: fleetS3Env(c.S3Endpoint), specs: func(t *testing.T, _ int) []string {
+			n++
+			return one(fmt.Sprintf("s3://%s/run%d", c.Bucket, n))
+		}},
+		fleetStore{name: "seaweedfs-mount", specs: func(t *testing.T, _ int) []string {
+			n++
+			return []string{filepath.Join(mounts[0], fmt.Sprintf("run%d", n)), filepath.Join(mounts[1], fmt.Sprintf("run%d", n))}
+		}})
+	return stores
 }
 
 // fleetS3Env points a daemon's shared cache at an S3 endpoint with the
@@ -149,19 +172,25 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			hub, origin, total := fleetHub(t, 256<<20, 2)
 
 			start := time.Now()
-			alone := startFleet(t, hub, 1, st.spec(t), st.env)
+			alone := startFleet(t, hub, 1, st.specs(t, 1), st.env)
 			waitAll(t, alone)
 			tAlone := time.Since(start)
 			aloneBytes := hub.BytesServed()
+			aloneTicks := procCPU(t, alone[0].m.cmd.Process.Pid)
 			alone[0].m.stop()
 
 			hub.ResetCounters()
-			spec := st.spec(t)
+			specs := st.specs(t, 8)
 			start = time.Now()
-			nodes := startFleet(t, hub, 8, spec, st.env)
+			nodes := startFleet(t, hub, 8, specs, st.env)
 			waitAll(t, nodes)
 			tFleet := time.Since(start)
 			egress := hub.BytesServed()
+			var ticks int64
+			for _, nd := range nodes {
+				ticks += procCPU(t, nd.m.cmd.Process.Pid)
+			}
+			t.Logf("%s: the 8 daemons used %.1f CPU-s (one alone: %.1f)", st.name, float64(ticks)/100, float64(aloneTicks)/100)
 			checkSums(t, nodes, origin)
 			ratio := float64(egress) / float64(total)
 			t.Logf("%s: model %d MiB; one node %.2fs (origin %.2fx); 8 nodes %.2fs = %.2fx one node, origin egress %.3fx the model",
@@ -184,7 +213,7 @@ func TestFleetNodeKilledMidLoad(t *testing.T) {
 	}
 	hub, origin, total := fleetHub(t, 192<<20, 2)
 	spec := filepath.Join(t.TempDir(), "shared")
-	nodes := startFleet(t, hub, 4, spec, nil, "--shared-lease-ttl", "2s")
+	nodes := startFleet(t, hub, 4, []string{spec}, nil, "--shared-lease-ttl", "2s")
 	deadline := time.Now().Add(60 * time.Second)
 	for hub.BytesServed() < total/3 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
@@ -208,7 +237,7 @@ func TestFleetNodeKilledMidLoad(t *testing.T) {
 func TestFleetFlippedSharedByteNeverServed(t *testing.T) {
 	hub, origin, total := fleetHub(t, 48<<20, 2)
 	spec := filepath.Join(t.TempDir(), "shared")
-	first := startFleet(t, hub, 1, spec, nil)
+	first := startFleet(t, hub, 1, []string{spec}, nil)
 	waitAll(t, first)
 	first[0].m.stop()
 	chunks := sharedChunks(t, spec)
@@ -226,7 +255,7 @@ func TestFleetFlippedSharedByteNeverServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub.ResetCounters()
-	second := startFleet(t, hub, 1, spec, nil)
+	second := startFleet(t, hub, 1, []string{spec}, nil)
 	waitAll(t, second)
 	checkSums(t, second, origin)
 	log := second[0].m.stderr.String()
@@ -313,7 +342,7 @@ func sharedStatus(t *testing.T, addr string) shared.Status {
 func TestFleetGC(t *testing.T) {
 	hub, _, _ := fleetHub(t, 48<<20, 2)
 	spec := filepath.Join(t.TempDir(), "shared")
-	nodes := startFleet(t, hub, 1, spec, nil)
+	nodes := startFleet(t, hub, 1, []string{spec}, nil)
 	waitAll(t, nodes)
 	nodes[0].m.stop()
 	gc := func() string {
@@ -391,7 +420,7 @@ func TestFleetSharedStoreGoesAway(t *testing.T) {
 			s3 := newS3Origin(t, px.Wrap, hang)
 			t.Cleanup(func() { close(release) }) // before the server closes
 			s3.bucket(t, "fleet")
-			nodes := startFleet(t, hub, 1, "s3://fleet/weightfs", fleetS3Env(s3.srv.URL), "--shared-cache-timeout", "1s")
+			nodes := startFleet(t, hub, 1, []string{"s3://fleet/weightfs"}, fleetS3Env(s3.srv.URL), "--shared-cache-timeout", "1s")
 			deadline := time.Now().Add(60 * time.Second)
 			for hub.BytesServed() < total/3 && time.Now().Before(deadline) {
 				time.Sleep(10 * time.Millisecond)
