@@ -3,6 +3,7 @@ package chunkcache
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -564,5 +565,60 @@ func TestBudgetPrefetchStopsAtTheBudget(t *testing.T) {
 	}
 	if d := diskBytes(t, dir); d > o.CacheSize {
 		t.Fatalf("%d bytes on disk, budget %d", d, o.CacheSize)
+	}
+}
+
+// Readers of several files at once, with readahead, over a model three
+// times the budget: every byte right, the budget held at every look.
+func TestBudgetHoldsUnderConcurrentReaders(t *testing.T) {
+	dir := t.TempDir()
+	o := budgetOptions(dir, 24)
+	o.ReadaheadMin, o.ReadaheadMax = 128<<10, 256<<10
+	c := openTestCache(t, o)
+	src := newFakeSource()
+	var objs []*Object
+	for i := 0; i < 6; i++ {
+		objs = append(objs, testObject(t, c, src.add("s"+string(rune('0'+i))+".bin", 12*testChunk+i*777, uint64(20+i)), src))
+	}
+	var mu sync.Mutex
+	var bad error
+	check := func() {
+		b := c.budget
+		b.mu.Lock()
+		d, counted := diskBytes(t, dir), b.used+b.reserved
+		b.mu.Unlock()
+		if d > counted+int64(len(objs))*8192 || counted > o.CacheSize {
+			mu.Lock()
+			bad = fmt.Errorf("%d bytes on disk, %d counted, budget %d", d, counted, o.CacheSize)
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	for _, ob := range objs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			want := src.content(ob.file.Path)
+			buf := make([]byte, 40<<10)
+			for pass := 0; pass < 2; pass++ {
+				for off := int64(0); off < int64(len(want)); off += int64(len(buf)) {
+					n, err := ob.ReadAt(context.Background(), buf, off)
+					if right := bytes.Equal(buf[:n], want[off:off+int64(n)]); err != nil || !right {
+						mu.Lock()
+						bad = fmt.Errorf("%s at %d: %v, bytes right %v", ob.file.Path, off, err, right)
+						mu.Unlock()
+						return
+					}
+					check()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if bad != nil {
+		t.Fatal(bad)
+	}
+	if c.budget.evicted.Load() == 0 {
+		t.Fatal("nothing evicted")
 	}
 }
