@@ -14,6 +14,7 @@ var (
 	_ wfs.Opener        = (*opener)(nil)
 	_ wfs.Content       = (*chunkcache.Object)(nil)
 	_ wfs.DropNotifier  = (*chunkcache.Object)(nil)
+	_ wfs.Pinner        = (*chunkcache.Object)(nil)
 	_ control.Stater    = (*chunkcache.Object)(nil)
 	_ control.Stater    = unopened{}
 	_ chunkcache.Events = (*control.Metrics)(nil)

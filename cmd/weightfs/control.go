@@ -69,7 +69,7 @@ func (cp *controlPlane) ready(rs []*resolved, op *opener, prefetch bool) {
 	if cp.srv == nil {
 		return
 	}
-	m := control.Model{Prefetch: prefetch}
+	m := control.Model{Prefetch: prefetch, Usage: op.cache.CacheUsage}
 	if t := op.cache.Shared(); t != nil {
 		m.Shared = t.Status
 		cp.metrics.SetShared(t.Status)

@@ -36,6 +36,8 @@ func mountCommand() *cli.Command {
 			positiveDuration(&cli.DurationFlag{Name: "progress-every", Value: 5 * time.Second, Usage: "how often prefetch progress is logged"}),
 			&cli.BoolFlag{Name: "strict-verify", Usage: "reads of a file wait until the whole file is verified against its checksum, so no reader ever sees a byte that later fails verification (slower first reads; prefetch order is unchanged)"},
 			&cli.BoolFlag{Name: "fuse-debug", Usage: "log every FUSE request"},
+			&cli.StringFlag{Name: "cache-size", Action: checkCacheSize,
+				Usage: "bound the local cache dir with LRU eviction, in human units (200GiB, 500GB); default: unbounded. Never evicts a chunk being read or a file open with passthrough"},
 			sharedCacheFlag, sharedCredsFlag, sharedEndpointFlag, sharedTimeoutFlag, sharedLeaseFlag,
 			controlAddrFlag,
 		},
@@ -75,8 +77,13 @@ func runMount(c *cli.Context) error {
 	if ra == 0 {
 		ra = -1
 	}
+	budget, err := cacheSize(c)
+	if err != nil {
+		return err
+	}
 	cache, err := chunkcache.Open(chunkcache.Options{
 		Shared:       tier,
+		CacheSize:    budget,
 		Dir:          c.String("cache-dir"),
 		ChunkSize:    c.Int64("chunk-mb") << 20,
 		MemoryBytes:  mem,
@@ -128,7 +135,7 @@ func runMount(c *cli.Context) error {
 		objs, err := op.objects()
 		if err != nil {
 			log.Error("prefetch disabled: cannot open cache objects", "err", err)
-		} else if storeFits(cache, objs, c.Bool("direct-io"), log) { // space.go
+		} else if storeFits(cache, objs, c.Bool("direct-io") && budget == 0, log) { // space.go
 			p := cache.StartPrefetch(ctx, objs)
 			go logProgress(ctx, p, c.Duration("progress-every"), log)
 			prefetching = true

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/urfave/cli/v2"
+
 	"github.com/weightfs/weightfs/chunkcache"
 	"github.com/weightfs/weightfs/fetch"
 	"github.com/weightfs/weightfs/internal/diskspace"
@@ -31,6 +33,9 @@ func storeFits(cache *chunkcache.Cache, objs []*chunkcache.Object, reserved bool
 		return true // unknown here: let writes find out
 	}
 	need := spaceNeeded(objs)
+	if _, limit := cache.CacheUsage(); limit > 0 {
+		need = min(need, limit) // --cache-size: never more than the budget
+	}
 	if need <= free {
 		return true
 	}
@@ -52,4 +57,22 @@ func spaceNeeded(objs []*chunkcache.Object) int64 {
 		need = fetch.AddSizes(need, max(st.Size-st.CachedBytes, 0))
 	}
 	return need
+}
+
+// cacheSize is --cache-size in bytes, 0 when unset.
+func cacheSize(c *cli.Context) (int64, error) {
+	v := c.String("cache-size")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := chunkcache.ParseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("--cache-size: %w (as 200GiB or 500GB)", err)
+	}
+	return n, nil
+}
+
+func checkCacheSize(c *cli.Context, _ string) error {
+	_, err := cacheSize(c)
+	return err
 }

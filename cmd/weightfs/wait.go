@@ -143,6 +143,10 @@ func judge(st *control.Status, w *stallWatch, now time.Time) (done bool, code in
 		return true, exitWaitFailed, fmt.Sprintf("%d file(s) failed verification (content does not match its checksum; reads of them fail with EIO): %s",
 			len(bad), strings.Join(bad, ", "))
 	}
+	if b := st.CacheBudget; b != nil && b.LimitBytes < st.Totals.TotalBytes && !st.Totals.Complete() {
+		return true, exitWaitStalled, fmt.Sprintf("the model (%s) is larger than --cache-size (%s): it can never be cached whole, so waiting for it cannot end; "+
+			"reads still work, fetching what was evicted again. Raise --cache-size above the model to use wait", humanBytes(st.Totals.TotalBytes), humanBytes(b.LimitBytes))
+	}
 	if st.Totals.Complete() {
 		if served := filesWhere(st, func(f chunkcache.ObjectStats) bool { return f.ServedBad }); len(served) > 0 {
 			return true, exitWaitServedBad, fmt.Sprintf("all %d files are now cached and verified, but %d of them had bytes served to readers "+

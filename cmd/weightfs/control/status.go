@@ -19,6 +19,9 @@ type Model struct {
 	Prefetch bool // background prefetch is on (else only reads fill the cache)
 	// Shared reports the fleet's shared cache; nil when there is none.
 	Shared func() shared.Status
+	// Usage reports the local cache's bytes and its --cache-size budget
+	// (0, 0 when unbounded).
+	Usage func() (used, limit int64)
 }
 
 // Volume is one mounted model_cache entry.
@@ -44,6 +47,8 @@ type Status struct {
 	// SharedCache is the fleet's shared cache: its state and what it
 	// served, over all volumes (each volume's share is in its own entry).
 	SharedCache *shared.Status `json:"shared_cache,omitempty"`
+	// CacheBudget is --cache-size and what the local cache holds of it.
+	CacheBudget *Budget `json:"cache_budget,omitempty"`
 	// Now is the daemon's clock when it answered, against which the files'
 	// last_progress times are read (a client's clock may differ).
 	Now time.Time `json:"now"`
@@ -118,6 +123,12 @@ func percent(part, whole int64) float64 {
 	return math.Round(float64(part)*1000/float64(whole)) / 10
 }
 
+// Budget is the local cache's LRU budget.
+type Budget struct {
+	UsedBytes  int64 `json:"used_bytes"`
+	LimitBytes int64 `json:"limit_bytes"`
+}
+
 // Snapshot builds the current status.
 func (s *Server) Snapshot() Status {
 	now := s.opts.Now()
@@ -135,6 +146,11 @@ func (s *Server) Snapshot() Status {
 		ss.Error = config.Redact(ss.Error, s.opts.Secrets...)
 		sh = &ss
 		st.SharedCache = sh
+	}
+	if m.Usage != nil {
+		if used, limit := m.Usage(); limit > 0 {
+			st.CacheBudget = &Budget{UsedBytes: used, LimitBytes: limit}
+		}
 	}
 	for i, v := range m.Volumes {
 		vs := VolumeStatus{Folder: v.Folder, Repo: v.Repo, Kind: v.Kind, Revision: v.Revision, Commit: v.Commit,
