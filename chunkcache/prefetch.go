@@ -131,7 +131,7 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 		}
 	}
 	// Phase 2: tensor data in loader order.
-	for _, j := range p.tensorOrder(ctx, st) {
+	for _, j := range p.spread(p.tensorOrder(ctx, st)) {
 		if !p.send(ctx, ch, j) {
 			return
 		}
@@ -157,6 +157,22 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 			}
 		}
 	}
+}
+
+// spread rotates the plan's order by this node's place in the fleet (a
+// hash of its lease holder name) when a shared tier is set: the nodes of a
+// fleet then start their prefetch at different points of the model and
+// rarely reach for one chunk at the same moment, which matters most where
+// the store's exclusive create is weak (two racing creates on a DFS both
+// succeed). Readers are unaffected: demand and readahead come first, and
+// the plan follows a reader's hint.
+func (p *Prefetcher) spread(jobs []job) []job {
+	t := p.c.opts.Shared
+	if t == nil || len(jobs) < 2 {
+		return jobs
+	}
+	k := t.Spread(len(jobs))
+	return append(append(make([]job, 0, len(jobs)), jobs[k:]...), jobs[:k]...)
 }
 
 // tensorOrder lists the chunks of the safetensors files in the order their

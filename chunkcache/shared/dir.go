@@ -133,11 +133,31 @@ func (d *Dir) Put(ctx context.Context, name string, data [][]byte, ifAbsent bool
 	return classify(err)
 }
 
+// smallExclusive is the largest object written in place with O_EXCL: a
+// lease, a takeover claim. On some distributed filesystems link(2) onto an
+// existing name succeeds (on a SeaweedFS mount it always did, so every node
+// won every lease), while O_EXCL is refused once the first create has
+// settled; a write this small is one request, so a reader sees all of it
+// or none, and an empty file left by a crash reads as a garbled lease,
+// which is taken over.
+const smallExclusive = 4 << 10
+
 func (d *Dir) put(name string, data [][]byte, ifAbsent bool) error {
 	final := d.path(name)
 	dir := filepath.Dir(final)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
+	}
+	if n := size(data); ifAbsent && n <= smallExclusive {
+		f, err := os.OpenFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write(join(data, n))
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		return werr
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(final)+tmpMark+"*") // 0600
 	if err != nil {
@@ -223,4 +243,23 @@ func (d *Dir) Free(ctx context.Context) (int64, error) {
 		}
 		return int64(st.Bavail) * st.Bsize, nil
 	})
+}
+
+func size(data [][]byte) int {
+	n := 0
+	for _, b := range data {
+		n += len(b)
+	}
+	return n
+}
+
+func join(data [][]byte, n int) []byte {
+	if len(data) == 1 {
+		return data[0]
+	}
+	out := make([]byte, 0, n)
+	for _, b := range data {
+		out = append(out, b...)
+	}
+	return out
 }

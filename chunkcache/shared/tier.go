@@ -11,6 +11,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // Options configure a Tier. Zero values take the defaults in the comments.
@@ -88,6 +90,16 @@ func defaultHolder() string {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(r[:]))
+}
+
+// Spread is this node's offset into a plan of n chunks, the same on every
+// call: a hash of its holder name, so the nodes of a fleet start their
+// prefetch at different points of a model.
+func (t *Tier) Spread(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return int(xxhash.Sum64String(t.opts.Holder) % uint64(n))
 }
 
 // Blobs is the store underneath.
