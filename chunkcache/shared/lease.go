@@ -32,6 +32,7 @@ type lease struct {
 	t     *Tier
 	name  string
 	claim string
+	lost  bool // another node's create won after all: leave the lease alone
 	stop  chan struct{}
 	done  sync.WaitGroup
 }
@@ -44,10 +45,9 @@ type acquireResult struct {
 }
 
 // acquire tries to take the lease on name. It takes over a lease that has
-// expired or cannot be read. Where the store's exclusive create is weak it
-// waits ConfirmDelay and reads the lease back: of racing writers of one
-// name, the last one's bytes are what everyone reads, so the others see
-// they lost.
+// expired or cannot be read. Where the store's exclusive create is weak,
+// the lease won here is confirmed later, while the fetch runs (see
+// confirmed).
 func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, error) {
 	claim := "" // the takeover claim we made, deleted with the lease
 	for attempt := 0; attempt < 2; attempt++ {
@@ -56,18 +56,6 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 		err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{data}, true) })
 		switch {
 		case err == nil:
-			if !t.blobs.ExclusiveCreate() {
-				if err := t.sleep(ctx, t.opts.ConfirmDelay); err != nil {
-					return acquireResult{}, err
-				}
-				got, err := t.readLease(ctx, name)
-				if err != nil && !errors.Is(err, ErrNotFound) {
-					return acquireResult{}, err
-				}
-				if got.Holder != t.opts.Holder {
-					return acquireResult{other: got}, nil
-				}
-			}
 			return acquireResult{held: t.startLease(name, claim), takeover: attempt > 0}, nil
 		case !errors.Is(err, ErrExists):
 			return acquireResult{}, err
@@ -113,6 +101,12 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 }
 
 var errBadLease = errors.New("unreadable lease")
+
+// quickConfirm is how long a lease on a weak store is left before its first
+// read-back; errLostQuick says that read showed another holder.
+const quickConfirm = 50 * time.Millisecond
+
+var errLostQuick = errors.New("lease lost to a racing node")
 
 func (t *Tier) readLease(ctx context.Context, name string) (leaseDoc, error) {
 	var doc leaseDoc
@@ -190,15 +184,73 @@ func (t *Tier) startLease(name, claim string) *lease {
 	return l
 }
 
-// release stops renewing and deletes the lease.
+// release stops renewing and deletes the lease (unless another node won
+// it after all: that one is theirs).
 func (l *lease) release() {
 	if l == nil {
 		return
 	}
-	close(l.stop)
-	l.done.Wait()
+	l.stopRenewing()
+	if l.lost {
+		return
+	}
 	l.t.deleteQuietly(l.name)
 	if l.claim != "" {
 		l.t.deleteQuietly(l.claim)
 	}
+}
+
+func (l *lease) stopRenewing() {
+	select {
+	case <-l.stop:
+	default:
+		close(l.stop)
+	}
+	l.done.Wait()
+}
+
+// confirmed runs the origin fetch under a lease won on a store whose
+// exclusive create is weak (a DFS where two racing creates both succeed).
+// Of racing writers of one name the last one's bytes are what every node
+// reads once the store settles, so ConfirmDelay into the fetch the lease is
+// read back: if another node's name is in it, this fetch stops and the
+// caller waits for theirs. Confirming beside the fetch rather than before
+// it costs a lease nothing when there was no race (the usual case, with
+// nodes spread over the model) and a race at most ConfirmDelay of one
+// chunk's download.
+func (t *Tier) confirmed(ctx context.Context, l *lease, origin func(context.Context) error) (lost leaseDoc, err error) {
+	// First a quick look, before any byte is fetched: a store that
+	// settles fast (NFS, a local disk) shows the race's winner already.
+	if err := t.sleep(ctx, quickConfirm); err != nil {
+		return leaseDoc{}, err
+	}
+	if got, err := t.readLease(ctx, l.name); err == nil && got.Holder != t.opts.Holder {
+		l.lost = true
+		l.stopRenewing()
+		return got, errLostQuick
+	}
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var lostTo leaseDoc
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if t.sleep(fctx, t.opts.ConfirmDelay) != nil {
+			return
+		}
+		got, err := t.readLease(fctx, l.name)
+		if err == nil && got.Holder != t.opts.Holder {
+			lostTo = got
+			l.lost = true
+			l.stopRenewing()
+			cancel()
+		}
+	}()
+	err = origin(fctx)
+	cancel()
+	<-done
+	if l.lost {
+		return lostTo, nil
+	}
+	return leaseDoc{}, err
 }

@@ -27,8 +27,10 @@ type Options struct {
 	// included): past it the store counts as failing and reads go to the
 	// origin. Default 20 s, an 8 MiB chunk at 3 Mbit/s.
 	OpTimeout time.Duration
-	// ConfirmDelay is how long a lease written to a store without an
-	// exclusive create is left before it is read back. Default 50 ms.
+	// ConfirmDelay is how long into the fetch a lease written to a store
+	// without an exclusive create is read back (lease.go, confirmed): past
+	// the store's own settling time (a SeaweedFS mount shows another
+	// mount's write within about a second). Default 1.5 s.
 	ConfirmDelay time.Duration
 	// MinFree stops write-back while the store reports less room than
 	// this; default 1 GiB.
@@ -66,7 +68,7 @@ func New(b Blobs, o Options) *Tier {
 		o.OpTimeout = 20 * time.Second
 	}
 	if o.ConfirmDelay <= 0 {
-		o.ConfirmDelay = 50 * time.Millisecond
+		o.ConfirmDelay = 1500 * time.Millisecond
 	}
 	if o.MinFree == 0 {
 		o.MinFree = 1 << 30
@@ -195,7 +197,24 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 				res.held.release()
 				return Filled{Source: FromShared}, nil
 			}
-			return t.fromOrigin(ctx, r, res.held, true)
+			if t.blobs.ExclusiveCreate() {
+				return t.fromOrigin(ctx, r, res.held, true)
+			}
+			other, err := t.confirmed(ctx, res.held, r.Origin)
+			if errors.Is(err, errLostQuick) {
+				err = nil
+			}
+			if res.held.lost {
+				res.held.release()
+				t.count(r.Volume, func(s *Stats) { s.LeasesLost++ })
+				res.other = other
+			} else if err != nil {
+				res.held.release()
+				return Filled{}, err
+			} else {
+				t.count(r.Volume, func(s *Stats) { s.BytesOrigin += int64(len(r.Buf)) })
+				return Filled{Source: FromOrigin, publish: true, lease: res.held}, nil
+			}
 		}
 		if r.Mode == Background {
 			t.count(r.Volume, func(s *Stats) { s.Deferred++ })

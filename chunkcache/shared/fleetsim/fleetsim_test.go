@@ -18,12 +18,12 @@ import (
 // rewrites the generated part of FLEET.md at the repository root.
 var update = flag.Bool("update", false, "write the tables to FLEET.md at the repository root")
 
-// storeErrorsFixed gates the one bound the shared tier misses today: with a
-// few percent of store requests failing, a node's first error takes the
-// store out of use for a second, and its prefetch then fetches every chunk
-// it reaches from the origin, leases or not (FLEET.md, "Findings"). Set it
-// to true with the fix; until then the run reports its egress and the
-// bound is logged, not enforced.
+// storeErrorsFixed gates the bound on the store-error rows. Before the fix
+// (FLEET.md, finding 1) a node's first store error took the store out of
+// use for a second, and its prefetch then fetched every chunk it reached
+// from the origin, leases or not; with it false the bound is logged, not
+// enforced. The tier now retries a failed request once, trips only after 3
+// failures in a row and defers a prefetch while the store fails.
 const storeErrorsFixed = true
 
 var sizes = []int{1, 2, 4, 8, 16, 32, 64, 128, 256}
@@ -88,12 +88,12 @@ func TestFleetFaults(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | egress × model | killed node's fetches in flight | sent to it × model | duplicate chunk fetches | all hold (s) | store req / node / s | won | waited | taken over | deferred | failed requests | store warnings |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | egress × model | killed node's fetches in flight | sent to it × model | duplicate chunk fetches | all hold (s) | store req / node / s | won | waited | taken over | deferred | polls | failed requests | store warnings |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rows {
-		fmt.Fprintf(&b, "| %s | %.3f | %d | %.3f | %d | %.2f | %.0f | %d | %d | %d | %d | %d | %d |\n", cases[i].name, r.Egress(), r.KilledFetches,
+		fmt.Fprintf(&b, "| %s | %.3f | %d | %.3f | %d | %.2f | %.0f | %d | %d | %d | %d | %d | %d | %d |\n", cases[i].name, r.Egress(), r.KilledFetches,
 			float64(r.DeadBytes)/float64(r.Settings.ModelBytes()), r.DupFetches, r.Wall.Seconds(),
-			r.ReqPerNodeSec(), r.Stats.LeasesWon, r.Stats.LeasesWaited, r.Stats.LeasesTakenOver, r.Stats.Deferred, r.Ops.Failed, r.StoreWarn)
+			r.ReqPerNodeSec(), r.Stats.LeasesWon, r.Stats.LeasesWaited, r.Stats.LeasesTakenOver, r.Stats.Deferred, r.Polls(), r.Ops.Failed, r.StoreWarn)
 	}
 	t.Log("\n" + b.String())
 	writeSection(t, "faults", b.String())
@@ -206,14 +206,14 @@ func TestFleetLong(t *testing.T) {
 		{"kill 1 of 256", Settings{Nodes: 256, KillAt: 600 * time.Millisecond}},
 	}
 	var b strings.Builder
-	b.WriteString("| scenario | egress × model | killed node's fetches in flight | sent to it × model | duplicate chunk fetches | all hold (s) | last chunk in store (s) | store requests | taken over | failed requests | store warnings |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | egress × model | killed node's fetches in flight | sent to it × model | duplicate chunk fetches | all hold (s) | last chunk in store (s) | store requests | polls | taken over | failed requests | store warnings |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cases {
 		r := Run(c.s)
 		checkCorrect(t, c.name, r)
-		fmt.Fprintf(&b, "| %s | %.3f | %d | %.3f | %d | %.2f | %.2f | %d | %d | %d | %d |\n", c.name, r.Egress(), r.KilledFetches,
+		fmt.Fprintf(&b, "| %s | %.3f | %d | %.3f | %d | %.2f | %.2f | %d | %d | %d | %d | %d |\n", c.name, r.Egress(), r.KilledFetches,
 			float64(r.DeadBytes)/float64(r.Settings.ModelBytes()), r.DupFetches, r.Wall.Seconds(), r.LastLanded.Seconds(),
-			r.Ops.Total(), r.Stats.LeasesTakenOver, r.Ops.Failed, r.StoreWarn)
+			r.Ops.Total(), r.Polls(), r.Stats.LeasesTakenOver, r.Ops.Failed, r.StoreWarn)
 	}
 	t.Log("\n" + b.String())
 	writeSection(t, "long", b.String())
