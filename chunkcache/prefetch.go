@@ -152,7 +152,7 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 	}
 	for _, o := range append(small, all...) {
 		for k := 0; k < o.nchunks; k++ {
-			if !p.send(ctx, ch, job{o: o, idx: k, patient: true}) {
+			if !p.send(ctx, ch, job{o: o, idx: k, final: true}) {
 				return
 			}
 		}

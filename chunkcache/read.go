@@ -278,3 +278,13 @@ func (o *Object) ensurePlan(ctx context.Context, idx int) error {
 	_, err := o.readChunkAs(ctx, idx, 0, 0, shared.Background)
 	return err
 }
+
+// ensureFinal is Ensure for the plan's last pass: a chunk another node of
+// the fleet owns is waited for (shared.Patient).
+func (o *Object) ensureFinal(ctx context.Context, idx int) error {
+	if idx < 0 || idx >= o.nchunks {
+		return nil
+	}
+	_, err := o.readChunkAs(ctx, idx, 0, 0, shared.Patient)
+	return err
+}

@@ -12,8 +12,9 @@ type job struct {
 	o   *Object
 	idx int
 	// patient: wait for a chunk another node of the fleet is fetching
-	// rather than move on (readahead, and the plan's last pass).
-	patient bool
+	// rather than move on (readahead); final: the plan's last pass, which
+	// also waits for the chunks other nodes own (shared.Patient).
+	patient, final bool
 }
 
 // sched runs background fetches: readahead (the loader's near future)
@@ -200,7 +201,10 @@ func (s *sched) run(j job) {
 	ctx, cancel := context.WithTimeout(s.ctx, s.c.opts.FetchTimeout)
 	defer cancel()
 	ensure := j.o.ensurePlan
-	if j.patient {
+	switch {
+	case j.final:
+		ensure = j.o.ensureFinal
+	case j.patient:
 		ensure = j.o.Ensure
 	}
 	if err := ensure(ctx, j.idx); err != nil {

@@ -52,6 +52,8 @@ type Tier struct {
 	h     health
 
 	mu      sync.Mutex
+	members members // the fleet's live nodes, for splitting the prefetch (members.go)
+
 	stats   map[string]*Stats    // GUARDED_BY(mu), by volume
 	touched map[string]time.Time // GUARDED_BY(mu), by object key: last access record
 }
@@ -122,6 +124,9 @@ const (
 	Demand Mode = iota
 	Readahead
 	Background
+	// Patient is the prefetch plan's last pass: a chunk another live node
+	// owns (members.go) is waited for, not raced for.
+	Patient
 )
 
 // Request is one chunk a node needs.
@@ -173,6 +178,25 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 		return t.storeFailed(ctx, r, nil)
 	}
 	t.touch(r.Key)
+	t.refreshMembers()
+	if r.Mode == Background || r.Mode == Patient {
+		if mine, split := t.owner(r.Key, r.Index); split && !mine {
+			if r.Mode == Background {
+				t.count(r.Volume, func(s *Stats) { s.Deferred++ })
+				return Filled{}, ErrDeferred // another node's share: not even asked
+			}
+			hit, err := t.awaitOwner(ctx, r, name)
+			switch {
+			case hit:
+				return Filled{Source: FromShared}, nil
+			case ctx.Err() != nil:
+				return Filled{}, ctx.Err()
+			case err != nil:
+				return t.storeFailed(ctx, r, nil)
+			}
+			// The owner left the fleet: the chunk is ours now.
+		}
+	}
 	if hit, err := t.get(ctx, r, name); hit || err != nil {
 		if hit {
 			return Filled{Source: FromShared}, nil
@@ -266,6 +290,26 @@ func (t *Tier) await(ctx context.Context, r Request, name string, other leaseDoc
 		}
 	}
 	return false, nil
+}
+
+// awaitOwner polls, about once a second, for a chunk another live node
+// owns, until it lands (hit) or the owner is no longer live and this node
+// owns it instead (nil), or the store fails.
+func (t *Tier) awaitOwner(ctx context.Context, r Request, name string) (bool, error) {
+	wait := 50 * time.Millisecond
+	for {
+		if hit, err := t.get(ctx, r, name); hit || err != nil {
+			return hit, err
+		}
+		if err := t.sleep(ctx, wait); err != nil {
+			return false, err
+		}
+		wait = min(2*wait, 750*time.Millisecond+time.Duration(mrand.Int64N(int64(500*time.Millisecond))))
+		t.refreshMembers()
+		if mine, split := t.owner(r.Key, r.Index); !split || mine {
+			return false, nil
+		}
+	}
 }
 
 // get reads the chunk from the store. A chunk failing its digest is
