@@ -1,0 +1,127 @@
+package shared
+
+import (
+	"context"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Members splits a fleet's prefetch between its nodes without any service
+// of their own: each node keeps a record nodes/<holder> fresh in the store
+// while it fetches (rewritten at most every LeaseTTL/3, from Fill, so an
+// idle node writes nothing), and lists nodes/ at most every 2 s. A chunk's
+// owner is the live node that rendezvous hashing picks for it, so when a
+// node joins or dies only its share moves. Prefetch fetches only the
+// chunks this node owns (the others return ErrDeferred at once, with no
+// request made), and the plan's last, patient pass waits for the owners'
+// chunks to land instead of racing them for leases. That split is what
+// keeps the dedupe on a store whose exclusive create is weak: two nodes
+// rarely reach for one chunk at all.
+type members struct {
+	mu     sync.Mutex
+	list   []string  // GUARDED_BY(mu); live holders, sorted
+	listed time.Time // GUARDED_BY(mu); when list was read
+	wrote  time.Time // GUARDED_BY(mu); when our record was last written
+	busy   bool      // GUARDED_BY(mu); a refresh is running
+}
+
+const (
+	membersEvery = 2 * time.Second
+	// A record older than memberLife (by the store's clock) is a dead
+	// node's: 3 lease TTLs, so a node stalled for a while is not dropped.
+	memberLifeTTLs = 3
+)
+
+func memberName(holder string) string { return "nodes/" + holder }
+
+// refreshMembers rewrites our record and re-lists, when due. It runs on its
+// own goroutine, so no Fill waits for it.
+func (t *Tier) refreshMembers() {
+	now := t.now()
+	m := &t.members
+	m.mu.Lock()
+	due := !m.busy && (now.Sub(m.wrote) >= t.opts.LeaseTTL/3 || now.Sub(m.listed) >= membersEvery)
+	if due {
+		m.busy = true
+	}
+	m.mu.Unlock()
+	if !due {
+		return
+	}
+	go func() {
+		defer func() {
+			m.mu.Lock()
+			m.busy = false
+			m.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
+		defer cancel()
+		m.mu.Lock()
+		write := now.Sub(m.wrote) >= t.opts.LeaseTTL/3
+		m.mu.Unlock()
+		if write {
+			doc := []byte(`{"holder":` + strconv.Quote(t.opts.Holder) + `}`)
+			if t.op(ctx, func(ctx context.Context) error {
+				return t.blobs.Put(ctx, memberName(t.opts.Holder), [][]byte{doc}, false)
+			}) == nil {
+				m.mu.Lock()
+				m.wrote = now
+				m.mu.Unlock()
+			}
+		}
+		life := memberLifeTTLs * t.opts.LeaseTTL
+		var live []string
+		err := t.op(ctx, func(ctx context.Context) error {
+			live = live[:0]
+			return t.blobs.List(ctx, "nodes/", func(bi BlobInfo) error {
+				if !bi.Temp && t.now().Sub(bi.ModTime) < life && len(live) < maxMembers {
+					live = append(live, bi.Name[len("nodes/"):])
+				}
+				return nil
+			})
+		})
+		if err != nil {
+			return
+		}
+		sort.Strings(live)
+		m.mu.Lock()
+		m.list, m.listed = live, t.now()
+		m.mu.Unlock()
+	}()
+}
+
+// maxMembers bounds what a listing of nodes/ may make us hold.
+const maxMembers = 100000
+
+// owner says whether this node owns chunk idx of key, and whether the
+// split applies at all (more than one live node known, this one among
+// them).
+func (t *Tier) owner(key string, idx int) (mine, split bool) {
+	m := &t.members
+	m.mu.Lock()
+	list := m.list
+	m.mu.Unlock()
+	if len(list) < 2 {
+		return true, false
+	}
+	self := false
+	var best string
+	var bestW uint64
+	id := key + "/" + strconv.Itoa(idx) + "/"
+	for _, h := range list {
+		if h == t.opts.Holder {
+			self = true
+		}
+		if w := xxhash.Sum64String(id + h); best == "" || w > bestW {
+			best, bestW = h, w
+		}
+	}
+	if !self {
+		return true, false // our record is not in yet: fetch as if alone
+	}
+	return best == t.opts.Holder, true
+}
