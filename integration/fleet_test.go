@@ -191,6 +191,19 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 				ticks += procCPU(t, nd.m.cmd.Process.Pid)
 			}
 			t.Logf("%s: the 8 daemons used %.1f CPU-s (one alone: %.1f)", st.name, float64(ticks)/100, float64(aloneTicks)/100)
+			for i, nd := range nodes {
+				sh := sharedStatus(t, nd.addr)
+				warn := ""
+				for _, l := range strings.Split(nd.m.stderr.String(), "\n") {
+					if strings.Contains(l, "level=WARN") && strings.Contains(l, "shared cache") {
+						warn = l
+						break
+					}
+				}
+				t.Logf("node %d: from shared %d MiB, from origin %d MiB, leases won %d waited %d lost %d taken over %d, deferred %d; state %s %s",
+					i, sh.Total.BytesShared>>20, sh.Total.BytesOrigin>>20, sh.Total.LeasesWon, sh.Total.LeasesWaited, sh.Total.LeasesLost,
+					sh.Total.LeasesTakenOver, sh.Total.Deferred, sh.State, warn)
+			}
 			checkSums(t, nodes, origin)
 			ratio := float64(egress) / float64(total)
 			t.Logf("%s: model %d MiB; one node %.2fs (origin %.2fx); 8 nodes %.2fs = %.2fx one node, origin egress %.3fx the model",
