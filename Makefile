@@ -75,6 +75,7 @@ bench: deps build
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rclone s3fs) >/dev/null 2>&1 || echo "warning: could not install rclone/s3fs"; \
 	  else echo "warning: $$t missing; install rclone and s3fs"; fi; break; }; done
 	$(GO) run ./integration/cmd/bench -bin $(BIN) $(BENCHFLAGS)
+	WEIGHTFS_FLEET_BENCH=$(CURDIR)/BENCHMARKS.md $(GO) test -count=1 -timeout 10m -run '^TestFleetBench$$' -v ./integration/ | grep -v level=
 
 # SeaweedFS for the fleet tests (integration/tools/seaweedfs/README.md): a
 # ~230 MB binary that takes ~10 min to build on 2 cores, so bin/weed is a file
