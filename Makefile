@@ -39,7 +39,7 @@ FUZZ := ./chunkcache:FuzzSafetensorsHeader ./chunkcache:FuzzSafetensorsIndex \
 	./fetch/config:FuzzParseConfig ./fetch/config:FuzzMatch \
 	./fetch/hf:FuzzTreeListing ./fetch/hf:FuzzNextLink ./fetch/hf:FuzzHubContentRange \
 	./fetch/s3src:FuzzS3Object ./fetch/s3src:FuzzS3ContentRange ./fetch/gcssrc:FuzzGCSObject \
-	./fetch/objstore:FuzzRelPath
+	./fetch/objstore:FuzzRelPath ./chunkcache/shared/bucket:FuzzParseBucketSpec
 
 fuzz:
 	@for t in $(FUZZ); do pkg=$${t%%:*}; fn=$${t##*:}; echo "fuzz $$pkg $$fn $(FUZZTIME)"; \
