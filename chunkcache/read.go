@@ -35,7 +35,9 @@ func (o *Object) readInternal(ctx context.Context, p []byte, off int64) (int, er
 	if p = o.clip(p, off); len(p) == 0 {
 		return 0, nil
 	}
-	return o.copyOut(ctx, p, off)
+	// Not a reader's: with a shared tier it waits for a chunk another node
+	// is fetching rather than race it to the origin (shared.Readahead).
+	return o.copyOutAs(ctx, p, off, shared.Readahead)
 }
 
 // clip cuts p to the bytes of the file from off.
@@ -106,8 +108,13 @@ func (o *Object) ReadRef(ctx context.Context, dest []byte, off int64) (data []by
 	return nil, io.NewSectionReader(pc.File, pc.Off, int64(pc.N)), pc.Done, nil
 }
 
-// copyOut copies [off, off+len(p)) into p, chunk by chunk.
+// copyOut copies [off, off+len(p)) into p, chunk by chunk, for a reader.
 func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) {
+	return o.copyOutAs(ctx, p, off, shared.Demand)
+}
+
+// copyOutAs is copyOut for a read asked for by mode.
+func (o *Object) copyOutAs(ctx context.Context, p []byte, off int64, mode shared.Mode) (int, error) {
 	n := 0
 	for n < len(p) {
 		pos := off + int64(n)
@@ -115,7 +122,7 @@ func (o *Object) copyOut(ctx context.Context, p []byte, off int64) (int, error) 
 		cOff, cLen := o.chunkBounds(idx)
 		within := pos - cOff
 		want := int(min(int64(len(p)-n), cLen-within))
-		pc, err := o.readChunk(ctx, idx, within, want, true)
+		pc, err := o.readChunkAs(ctx, idx, within, want, mode)
 		if err != nil {
 			return n, err
 		}
