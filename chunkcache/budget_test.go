@@ -5,32 +5,23 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/weightfs/weightfs/chunkcache/store"
 	"github.com/weightfs/weightfs/fetch"
 )
 
 // diskBytes is what the cache's data files take on disk (st_blocks).
 func diskBytes(t *testing.T, dir string) int64 {
 	t.Helper()
-	var n int64
-	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() || !strings.HasSuffix(p, ".data") {
-			return nil
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) == nil {
-			n += st.Blocks * 512
-		}
-		return nil
-	})
+	n, err := store.DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 

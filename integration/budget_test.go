@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"io/fs"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 
+	"github.com/weightfs/weightfs/chunkcache/store"
 	"github.com/weightfs/weightfs/integration/hubemu"
 )
 
@@ -14,17 +12,10 @@ import (
 // (allocated blocks, so punched holes do not count).
 func cacheBytesOnDisk(t *testing.T, dir string) int64 {
 	t.Helper()
-	var n int64
-	filepath.WalkDir(filepath.Join(dir, "objects"), func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(p, ".data") {
-			return nil
-		}
-		var st syscall.Stat_t
-		if syscall.Stat(p, &st) == nil {
-			n += st.Blocks * 512
-		}
-		return nil
-	})
+	n, err := store.DiskUsage(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 

@@ -297,3 +297,15 @@ func (d *Dir) Remove(key string) error {
 	}
 	return first
 }
+
+// DiskUsage is what the data files of the cache directory dir take on disk
+// (allocated blocks: punched chunks do not count), for checking a budget
+// from outside a running cache.
+func DiskUsage(dir string) (int64, error) {
+	objs, err := (&Dir{opts: Options{Dir: dir}}).Stored()
+	var n int64
+	for _, o := range objs {
+		n += o.Allocated
+	}
+	return n, err
+}
