@@ -328,6 +328,12 @@ func TestFleetSecondMountOnNodeSendsNothing(t *testing.T) {
 	addr := freeAddr(t)
 	a := mustMount(t, hub, mountOpts{config: llmConfig, cacheDir: cache, args: []string{"--control-addr", addr, "--shared-cache", spec}})
 	waitAll(t, []*fleetNode{{m: a, addr: addr}})
+	// A file's verdict may come before its last chunk is written back.
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if sh := sharedStatus(t, addr); sh.Total.BytesPublished == sh.Total.BytesOrigin {
+			break
+		}
+	}
 	hub.ResetCounters()
 	before := sharedChunks(t, spec)
 	addr2 := freeAddr(t)
