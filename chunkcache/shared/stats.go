@@ -7,10 +7,10 @@ type Stats struct {
 	BytesPublished  int64 `json:"bytes_written_back"` // chunks written to the shared store
 	LeasesWon       int64 `json:"leases_won"`         // this node fetched the chunk for the fleet
 	LeasesWaited    int64 `json:"leases_waited"`      // another node was fetching it: waited for it to land
-	LeasesTakenOver int64 `json:"leases_taken_over"`
-	LeasesLost      int64 `json:"leases_lost"`       // won on a weak store, then lost to a racing node: its fetch stopped  // a lease had lapsed (crashed holder): taken over
-	Deferred        int64 `json:"prefetch_deferred"` // prefetch skipped a chunk another node held
-	Corrupt         int64 `json:"corrupt_chunks"`    // shared chunks that failed their digest (deleted)
+	LeasesTakenOver int64 `json:"leases_taken_over"`  // a lease had lapsed (crashed holder): taken over
+	LeasesLost      int64 `json:"leases_lost"`        // won on a weak store, then lost to a racing node: its fetch stopped
+	Deferred        int64 `json:"prefetch_deferred"`  // prefetch skipped a chunk another node held
+	Corrupt         int64 `json:"corrupt_chunks"`     // shared chunks that failed their digest (deleted)
 }
 
 func (s *Stats) add(o Stats) {
