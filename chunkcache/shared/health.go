@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,6 +31,9 @@ type health struct {
 	freeAt     time.Time     // GUARDED_BY(mu); when Free was last asked
 	lastErr    string        // GUARDED_BY(mu)
 	fails      int           // GUARDED_BY(mu); failed requests in a row
+
+	started  atomic.Int64 // requests begun, numbered
+	answered atomic.Int64 // the highest number of a request the store answered
 }
 
 const (
@@ -78,6 +82,7 @@ func (t *Tier) op(ctx context.Context, fn func(ctx context.Context) error) error
 	}
 	octx, cancel := context.WithTimeout(ctx, t.opts.OpTimeout)
 	defer cancel()
+	seq := t.h.started.Add(1)
 	err := fn(octx)
 	if storeFault(err) && octx.Err() == nil {
 		// A single failure (a 503 SlowDown, a reset connection) is
@@ -89,11 +94,14 @@ func (t *Tier) op(ctx context.Context, fn func(ctx context.Context) error) error
 	}
 	switch {
 	case err == nil, errors.Is(err, ErrNotFound), errors.Is(err, ErrExists):
-		t.h.ok()
+		t.h.ok(seq)
 	case errors.Is(err, ErrCorrupt), errors.Is(err, errBadLease):
 		// The store answered; what it holds is wrong, not the store.
 	case ctx.Err() != nil:
 		// Our caller gave up: not the store's fault.
+	case seq < t.h.answered.Load():
+		// Began before a later request was answered: a straggler of an
+		// outage that is over must not start another.
 	default:
 		t.h.fault(err)
 	}
@@ -121,6 +129,13 @@ func (h *health) fault(err error) {
 			h.mu.Unlock()
 			return
 		}
+	}
+	// A failure while the store is out of use already (a request begun
+	// before the outage ended its way) does not lengthen the backoff: only
+	// a failed probe, after it, does.
+	if (write && h.writeDown && now.Before(h.writeUntil)) || (!write && h.readDown && now.Before(h.readUntil)) {
+		h.mu.Unlock()
+		return
 	}
 	var first bool
 	var off time.Duration
@@ -154,7 +169,13 @@ func next(d time.Duration) time.Duration {
 
 // ok notes a request the store answered. It ends a read outage; a write
 // outage ends when a write succeeds, which only write-back makes.
-func (h *health) ok() {
+func (h *health) ok(seq int64) {
+	for {
+		a := h.answered.Load()
+		if seq <= a || h.answered.CompareAndSwap(a, seq) {
+			break
+		}
+	}
 	h.mu.Lock()
 	back := h.readDown
 	h.fails = 0

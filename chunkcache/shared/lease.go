@@ -39,9 +39,8 @@ type lease struct {
 
 // acquireResult says what acquire found.
 type acquireResult struct {
-	held     *lease   // we hold it
-	other    leaseDoc // someone else does (held == nil)
-	takeover bool     // we took over an expired lease
+	held  *lease   // we hold it
+	other leaseDoc // someone else does (held == nil)
 }
 
 // acquire tries to take the lease on name. It takes over a lease that has
@@ -56,7 +55,7 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 		err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{data}, true) })
 		switch {
 		case err == nil:
-			return acquireResult{held: t.startLease(name, claim), takeover: attempt > 0}, nil
+			return acquireResult{held: t.startLease(name, claim)}, nil
 		case !errors.Is(err, ErrExists):
 			return acquireResult{}, err
 		}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"math/rand"
+	"net/http"
+	"net/http/httptest"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -195,5 +197,44 @@ func testRacingTiers(t *testing.T, b shared.Blobs) {
 	}
 	if got := names(t, b, "chunks/"); len(got) != 1 {
 		t.Fatalf("chunks: %q", got)
+	}
+}
+
+// hungServer answers no request until its client gives up.
+func hungServer(t *testing.T) string {
+	t.Helper()
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(hang) }) // runs first
+	return srv.URL
+}
+
+// testHonoursContext checks that every call of b on a hung server ends at
+// its ctx's deadline.
+func testHonoursContext(t *testing.T, b shared.Blobs) {
+	t.Helper()
+	for _, op := range []string{"open", "put", "delete", "list"} {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		var err error
+		switch op {
+		case "open":
+			_, _, err = b.Open(ctx, "x")
+		case "put":
+			err = b.Put(ctx, "x", [][]byte{[]byte("d")}, true)
+		case "delete":
+			err = b.Delete(ctx, "x")
+		case "list":
+			err = b.List(ctx, "", func(shared.BlobInfo) error { return nil })
+		}
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("%s: %v, want the deadline", op, err)
+		}
 	}
 }

@@ -102,37 +102,12 @@ func TestGCSMissingBucket(t *testing.T) {
 }
 
 func TestGCSHonoursContext(t *testing.T) {
-	hang := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer close(hang)
-	g, err := NewGCS("b", "p", gcssrc.Options{Emulator: strings.TrimPrefix(srv.URL, "http://")})
+	url := hungServer(t)
+	g, err := NewGCS("b", "p", gcssrc.Options{Emulator: strings.TrimPrefix(url, "http://")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []string{"open", "put", "delete", "list"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*1e6)
-		var err error
-		switch op {
-		case "open":
-			_, _, err = g.Open(ctx, "x")
-		case "put":
-			err = g.Put(ctx, "x", [][]byte{[]byte("d")}, true)
-		case "delete":
-			err = g.Delete(ctx, "x")
-		case "list":
-			err = g.List(ctx, "", func(shared.BlobInfo) error { return nil })
-		}
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s: %v, want the deadline", op, err)
-		}
-	}
+	testHonoursContext(t, g)
 }
 
 // Errors of GCS map to the kinds the tier acts on.

@@ -241,37 +241,12 @@ func TestS3HostileServer(t *testing.T) {
 
 // A cancelled or expired ctx ends every call.
 func TestS3HonoursContext(t *testing.T) {
-	hang := make(chan struct{})
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case <-hang:
-		case <-r.Context().Done():
-		}
-	}))
-	defer srv.Close()
-	defer close(hang)
-	s, err := NewS3("b", "p", s3Opts(srv.URL))
+	url := hungServer(t)
+	s, err := NewS3("b", "p", s3Opts(url))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, op := range []string{"open", "put", "delete", "list"} {
-		ctx, cancel := context.WithTimeout(context.Background(), 100*1e6)
-		var err error
-		switch op {
-		case "open":
-			_, _, err = s.Open(ctx, "x")
-		case "put":
-			err = s.Put(ctx, "x", [][]byte{[]byte("d")}, true)
-		case "delete":
-			err = s.Delete(ctx, "x")
-		case "list":
-			err = s.List(ctx, "", func(shared.BlobInfo) error { return nil })
-		}
-		cancel()
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("%s: %v, want the deadline", op, err)
-		}
-	}
+	testHonoursContext(t, s)
 }
 
 // A store that pages forever with fresh tokens, or sends a page larger

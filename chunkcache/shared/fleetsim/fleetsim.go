@@ -697,7 +697,7 @@ func (n *node) run(ctx context.Context) {
 		if left == 0 {
 			return
 		}
-		n.pass(ctx, shared.Readahead)
+		n.pass(ctx, shared.Patient) // as chunkcache's last pass: wait for other nodes' shares
 	}
 }
 
