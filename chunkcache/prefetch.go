@@ -146,16 +146,10 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 		}
 	}
 	// Phase 4, with a shared tier: the chunks other nodes were fetching
-	// when the plan reached them (put off, see ensurePlan), now waited for.
-	if p.c.opts.Shared == nil {
-		return
-	}
-	for _, o := range append(small, all...) {
-		for k := 0; k < o.nchunks; k++ {
-			if !p.send(ctx, ch, job{o: o, idx: k, final: true}) {
-				return
-			}
-		}
+	// when the plan reached them (put off, see ensurePlan), read as they
+	// land (gather.go).
+	if p.c.opts.Shared != nil {
+		p.gather(ctx, ch, append(small, all...))
 	}
 }
 

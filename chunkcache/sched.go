@@ -13,8 +13,9 @@ type job struct {
 	idx int
 	// patient: wait for a chunk another node of the fleet is fetching
 	// rather than move on (readahead); final: the plan's last pass, which
-	// also waits for the chunks other nodes own (shared.Patient).
-	patient, final bool
+	// also waits for the chunks other nodes own (shared.Patient); own:
+	// the last pass's job for a chunk this node owns (gather.go).
+	patient, final, own bool
 }
 
 // sched runs background fetches: readahead (the loader's near future)

@@ -60,6 +60,9 @@ func startFleet(t *testing.T, hub *hubemu.Server, n int, specs []string, env []s
 	nodes := make([]*fleetNode, n)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
+	start := time.Now()
+	up := make([]string, n)
+	defer func() { t.Logf("each node was mounted after (s): %s", strings.Join(up, " ")) }()
 	for i := range nodes {
 		wg.Add(1)
 		go func() {
@@ -72,6 +75,7 @@ func startFleet(t *testing.T, hub *hubemu.Server, n int, specs []string, env []s
 			m, err := startMount(t, hub, mountOpts{config: llmConfig, args: args, env: env})
 			errs[i] = err
 			nodes[i] = &fleetNode{m: m, addr: addr}
+			up[i] = fmt.Sprintf("%.2f", time.Since(start).Seconds())
 		}()
 	}
 	wg.Wait()
@@ -83,9 +87,13 @@ func startFleet(t *testing.T, hub *hubemu.Server, n int, specs []string, env []s
 	return nodes
 }
 
-// waitAll waits until every node holds the whole model, verified.
+// waitAll waits until every node holds the whole model, verified, and
+// logs when each one got there.
 func waitAll(t *testing.T, nodes []*fleetNode) {
 	t.Helper()
+	start := time.Now()
+	done := make([]string, len(nodes))
+	defer func() { t.Logf("each node held the model after (s): %s", strings.Join(done, " ")) }()
 	var wg sync.WaitGroup
 	for i, nd := range nodes {
 		if nd == nil {
@@ -97,6 +105,7 @@ func waitAll(t *testing.T, nodes []*fleetNode) {
 			if out, err := runWeightfs(t, nil, "wait", "--control-addr", nd.addr, "--timeout", "5m", "--poll", "50ms"); err != nil {
 				t.Errorf("node %d: wait: %v\n%s\n%s", i, err, out, nd.m.stderr.String())
 			}
+			done[i] = fmt.Sprintf("%.2f", time.Since(start).Seconds())
 		}()
 	}
 	wg.Wait()
@@ -182,8 +191,30 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			hub.ResetCounters()
 			specs := st.specs(t, 8)
 			start = time.Now()
+			stopTL := make(chan struct{})
+			var nodesP atomic.Pointer[[]*fleetNode]
+			go func() {
+				var tl []string
+				for {
+					select {
+					case <-stopTL:
+						t.Logf("TIMELINE origin MiB / fleet cached MiB every 250ms: %s", strings.Join(tl, " "))
+						return
+					case <-time.After(250 * time.Millisecond):
+						var cached int64
+						if np := nodesP.Load(); np != nil {
+							for _, nd := range *np {
+								cached += cachedBytes(nd.addr)
+							}
+						}
+						tl = append(tl, fmt.Sprintf("%d/%d", hub.BytesServed()>>20, cached>>20))
+					}
+				}
+			}()
 			nodes := startFleet(t, hub, 8, specs, st.env)
+			nodesP.Store(&nodes)
 			waitAll(t, nodes)
+			close(stopTL)
 			tFleet := time.Since(start)
 			egress := hub.BytesServed()
 			var ticks int64
@@ -353,6 +384,21 @@ func TestFleetSecondMountOnNodeSendsNothing(t *testing.T) {
 }
 
 // sharedStatus is the shared_cache part of a node's /status.
+func cachedBytes(addr string) int64 {
+	resp, err := http.Get("http://" + addr + "/status")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Totals struct {
+			Cached int64 `json:"cached_bytes"`
+		} `json:"totals"`
+	}
+	json.NewDecoder(resp.Body).Decode(&st)
+	return st.Totals.Cached
+}
+
 func sharedStatus(t *testing.T, addr string) shared.Status {
 	t.Helper()
 	_, body := controlGet(t, addr, "/status")

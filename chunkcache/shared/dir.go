@@ -133,8 +133,10 @@ func (d *Dir) Put(ctx context.Context, name string, data [][]byte, ifAbsent bool
 	return classify(err)
 }
 
-// smallExclusive is the largest object written in place with O_EXCL: a
-// lease, a takeover claim. On some distributed filesystems link(2) onto an
+// smallExclusive is the largest lease or takeover claim (names under
+// leases/) written in place with O_EXCL. A chunk is never written in place,
+// however small: a reader could see it half written (and take it for a
+// corrupt one). On some distributed filesystems link(2) onto an
 // existing name succeeds (on a SeaweedFS mount it always did, so every node
 // won every lease), while O_EXCL is refused once the first create has
 // settled; a write this small is one request, so a reader sees all of it
@@ -148,7 +150,7 @@ func (d *Dir) put(name string, data [][]byte, ifAbsent bool) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	if n := size(data); ifAbsent && n <= smallExclusive {
+	if n := size(data); ifAbsent && n <= smallExclusive && strings.HasPrefix(name, "leases/") {
 		f, err := os.OpenFile(final, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return err

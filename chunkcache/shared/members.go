@@ -13,7 +13,8 @@ import (
 // Members splits a fleet's prefetch between its nodes without any service
 // of their own: each node keeps a record nodes/<holder> fresh in the store
 // while it fetches (rewritten at most every LeaseTTL/3, from Fill, so an
-// idle node writes nothing), and lists nodes/ at most every 2 s. A chunk's
+// idle node writes nothing), and lists nodes/ at most every 2 s (250 ms
+// while it knows no other). A chunk's
 // owner is the live node that rendezvous hashing picks for it, so when a
 // node joins or dies only its share moves. Prefetch fetches only the
 // chunks this node owns (the others return ErrDeferred at once, with no
@@ -25,6 +26,7 @@ type members struct {
 	mu     sync.Mutex
 	list   []string  // GUARDED_BY(mu); live holders, sorted
 	listed time.Time // GUARDED_BY(mu); when list was read
+	lists  int       // GUARDED_BY(mu); listings read so far
 	wrote  time.Time // GUARDED_BY(mu); when our record was last written
 	busy   bool      // GUARDED_BY(mu); a refresh is running
 }
@@ -44,7 +46,14 @@ func (t *Tier) refreshMembers() {
 	now := t.now()
 	m := &t.members
 	m.mu.Lock()
-	due := !m.busy && (now.Sub(m.wrote) >= t.opts.LeaseTTL/3 || now.Sub(m.listed) >= membersEvery)
+	// While no other node is known, list 8 times as often: nodes that
+	// start together each see themselves alone until the first listing
+	// after the others' records are in, and fetch as if alone till then.
+	every := membersEvery
+	if len(m.list) < 2 {
+		every = membersEvery / 8
+	}
+	due := !m.busy && (now.Sub(m.wrote) >= t.opts.LeaseTTL/3 || now.Sub(m.listed) >= every)
 	if due {
 		m.busy = true
 	}
@@ -90,7 +99,16 @@ func (t *Tier) refreshMembers() {
 		sort.Strings(live)
 		m.mu.Lock()
 		m.list, m.listed = live, t.now()
+		m.lists++
+		again := m.lists < 2
 		m.mu.Unlock()
+		t.slotsChanged()
+		if again {
+			// Until it has listed twice a node keeps to one origin slot
+			// (plan.go), so the second listing is not left to the next
+			// Fill: that may be waiting for the slot.
+			time.AfterFunc(membersEvery/8, t.refreshMembers)
+		}
 	}()
 }
 

@@ -37,8 +37,13 @@ type Options struct {
 	// AccessEvery is how often a node records that it used an object, for
 	// GC; default 6 h (GC's unit is days).
 	AccessEvery time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time // tests
+	// FleetOriginChunks is how many chunks the whole fleet's prefetch
+	// keeps in flight from the origin, split between the live nodes
+	// (plan.go); default DefaultFleetOriginChunks. A node alone is not
+	// limited.
+	FleetOriginChunks int
+	Logger            *slog.Logger
+	Now               func() time.Time // tests
 }
 
 // Tier is the shared store as the fetch scheduler sees it: Fill a chunk
@@ -52,6 +57,7 @@ type Tier struct {
 
 	mu      sync.Mutex
 	members members // the fleet's live nodes, for splitting the prefetch (members.go)
+	slots   slots   // this node's prefetch fetches from the origin (plan.go)
 
 	stats   map[string]*Stats    // GUARDED_BY(mu), by volume
 	touched map[string]time.Time // GUARDED_BY(mu), by object key: last access record
@@ -76,6 +82,9 @@ func New(b Blobs, o Options) *Tier {
 	}
 	if o.AccessEvery <= 0 {
 		o.AccessEvery = 6 * time.Hour
+	}
+	if o.FleetOriginChunks <= 0 {
+		o.FleetOriginChunks = DefaultFleetOriginChunks
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -206,60 +215,93 @@ func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
 	start := t.now()
 	waited := false
 	for {
-		res, err := t.acquire(ctx, r.Volume, lname)
-		if err != nil {
-			if ctx.Err() != nil {
-				return Filled{}, ctx.Err()
-			}
-			return t.storeFailed(ctx, r, nil)
-		}
-		if res.held != nil {
-			t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
-			// It may have landed between the miss and the lease.
-			if hit, _ := t.get(ctx, r, name); hit {
-				res.held.release()
-				return Filled{Source: FromShared}, nil
-			}
-			if t.blobs.ExclusiveCreate() {
-				return t.fromOrigin(ctx, r, res.held, true)
-			}
-			other, err := t.confirmed(ctx, res.held, r.Origin)
-			if errors.Is(err, errLostQuick) {
-				err = nil
-			}
-			if res.held.lost {
-				res.held.release()
-				t.count(r.Volume, func(s *Stats) { s.LeasesLost++ })
-				res.other = other
-			} else if err != nil {
-				res.held.release()
-				return Filled{}, err
-			} else {
-				t.count(r.Volume, func(s *Stats) { s.BytesOrigin += int64(len(r.Buf)) })
-				return Filled{Source: FromOrigin, publish: true, lease: res.held}, nil
+		// A prefetch fetches from the origin only in one of this node's
+		// slots (plan.go): without one, a Background request is put off
+		// and a Patient one waits. The slot is held until the bytes are
+		// in, never while waiting on another node.
+		release := func() {}
+		if r.Mode == Background || r.Mode == Patient {
+			var ok bool
+			if release, ok = t.takeSlot(ctx, r.Mode == Patient); !ok {
+				if ctx.Err() != nil {
+					return Filled{}, ctx.Err()
+				}
+				t.count(r.Volume, func(s *Stats) { s.Deferred++ })
+				return Filled{}, ErrDeferred
 			}
 		}
-		if r.Mode == Background {
-			t.count(r.Volume, func(s *Stats) { s.Deferred++ })
-			return Filled{}, ErrDeferred
-		}
-		if !waited {
-			waited = true
-			t.count(r.Volume, func(s *Stats) { s.LeasesWaited++ })
-		}
-		hit, err := t.await(ctx, r, name, res.other, start)
-		switch {
-		case hit:
-			return Filled{Source: FromShared}, nil
-		case ctx.Err() != nil:
-			return Filled{}, ctx.Err()
-		case errors.Is(err, errOriginSooner):
-			return t.fromOrigin(ctx, r, nil, true)
-		case err != nil:
-			return t.storeFailed(ctx, r, nil)
+		f, again, err := t.leased(ctx, r, name, lname, start, &waited, release)
+		if !again {
+			return f, err
 		}
 		// The lease lapsed with the chunk still absent: try to take it.
 	}
+}
+
+// leased is one round of Fill's lease: fetch the chunk under a lease won
+// here, or wait for the node holding it, having given back the origin
+// slot (release). again says the lease lapsed with the chunk still absent.
+func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start time.Time, waited *bool, release func()) (f Filled, again bool, err error) {
+	defer release() // idempotent: given back before waiting, or once the bytes are in
+	res, err := t.acquire(ctx, r.Volume, lname)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Filled{}, false, ctx.Err()
+		}
+		f, err := t.storeFailed(ctx, r, nil)
+		return f, false, err
+	}
+	if res.held != nil {
+		t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
+		// It may have landed between the miss and the lease.
+		if hit, _ := t.get(ctx, r, name); hit {
+			res.held.release()
+			return Filled{Source: FromShared}, false, nil
+		}
+		if t.blobs.ExclusiveCreate() {
+			f, err := t.fromOrigin(ctx, r, res.held, true)
+			return f, false, err
+		}
+		other, err := t.confirmed(ctx, res.held, r.Origin)
+		if errors.Is(err, errLostQuick) {
+			err = nil
+		}
+		switch {
+		case res.held.lost:
+			res.held.release()
+			t.count(r.Volume, func(s *Stats) { s.LeasesLost++ })
+			res.other = other
+		case err != nil:
+			res.held.release()
+			return Filled{}, false, err
+		default:
+			t.count(r.Volume, func(s *Stats) { s.BytesOrigin += int64(len(r.Buf)) })
+			return Filled{Source: FromOrigin, publish: true, lease: res.held}, false, nil
+		}
+	}
+	release()
+	if r.Mode == Background {
+		t.count(r.Volume, func(s *Stats) { s.Deferred++ })
+		return Filled{}, false, ErrDeferred
+	}
+	if !*waited {
+		*waited = true
+		t.count(r.Volume, func(s *Stats) { s.LeasesWaited++ })
+	}
+	hit, err := t.await(ctx, r, name, res.other, start)
+	switch {
+	case hit:
+		return Filled{Source: FromShared}, false, nil
+	case ctx.Err() != nil:
+		return Filled{}, false, ctx.Err()
+	case errors.Is(err, errOriginSooner):
+		f, err := t.fromOrigin(ctx, r, nil, true)
+		return f, false, err
+	case err != nil:
+		f, err := t.storeFailed(ctx, r, nil)
+		return f, false, err
+	}
+	return Filled{}, true, nil
 }
 
 var errOriginSooner = errors.New("the origin is sooner than the lease")
