@@ -117,16 +117,21 @@ func (p *Prefetcher) produce(ctx context.Context, ch chan job) {
 	}
 	sort.SliceStable(small, func(i, j int) bool { return small[i].file.Size < small[j].file.Size })
 	sort.SliceStable(st, func(i, j int) bool { return naturalLess(st[i].file.Path, st[j].file.Path) })
-	// Phase 1: small files and safetensors headers.
+	// Phase 1: small files and safetensors headers (each node of a fleet
+	// starting at its own point of them, as in phase 2).
+	var first []job
 	for _, o := range small {
 		for k := 0; k < o.nchunks; k++ {
-			if !p.send(ctx, ch, job{o: o, idx: k}) {
-				return
-			}
+			first = append(first, job{o: o, idx: k})
 		}
 	}
 	for _, o := range st {
-		if o.nchunks > 0 && !p.send(ctx, ch, job{o: o, idx: 0}) {
+		if o.nchunks > 0 {
+			first = append(first, job{o: o, idx: 0})
+		}
+	}
+	for _, j := range p.spread(first) {
+		if !p.send(ctx, ch, j) {
 			return
 		}
 	}

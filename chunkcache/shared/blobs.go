@@ -37,7 +37,9 @@ type Blobs interface {
 	Open(ctx context.Context, name string) (r io.ReadCloser, size int64, err error)
 	// Put writes the concatenation of data as name. With ifAbsent it
 	// fails with ErrExists when name exists (S3 If-None-Match: *, GCS
-	// ifGenerationMatch=0, link(2) on POSIX); otherwise it replaces it.
+	// ifGenerationMatch=0; on POSIX O_EXCL for a lease, and a check
+	// before the rename for a chunk, which racing writers write alike);
+	// otherwise it replaces it.
 	// ErrFull when the store has no room; ErrReadOnly when it refuses writes.
 	Put(ctx context.Context, name string, data [][]byte, ifAbsent bool) error
 	// Delete removes name; an absent name is not an error.

@@ -18,10 +18,13 @@ import (
 // (NFS, EFS, Filestore, CephFS, JuiceFS, Lustre, a SeaweedFS mount).
 //
 // An object is written to a temporary file in its own folder, then moved
-// into place: rename(2) where replacing is fine, link(2) where it must not
-// exist yet. A reader never sees a partial object. Exclusivity of link(2)
-// is not trusted (ExclusiveCreate is false): on some distributed
-// filesystems racing links both succeed.
+// into place with rename(2), so a reader never sees a partial object. A
+// write that must not replace an object (ifAbsent) is refused when the
+// object is there already; two racing ones may both land, which is
+// harmless for the content-addressed chunks that are written so. Leases
+// are tiny exclusive creates (O_EXCL), whose exclusivity is not trusted
+// either (ExclusiveCreate is false): on two SeaweedFS mounts racing
+// O_EXCL creates both succeeded.
 //
 // Everything is private to the user running weightfs (dirs 0700, files
 // 0600): the store holds weights of gated repos.
@@ -166,7 +169,7 @@ func (d *Dir) put(name string, data [][]byte, ifAbsent bool) error {
 		return err
 	}
 	tname := tmp.Name()
-	defer os.Remove(tname) // after link, or when anything failed
+	defer os.Remove(tname) // when anything failed
 	for _, b := range data {
 		if _, err := tmp.Write(b); err != nil {
 			tmp.Close()
@@ -176,8 +179,15 @@ func (d *Dir) put(name string, data [][]byte, ifAbsent bool) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
+	// rename(2), even with ifAbsent: on a SeaweedFS mount a chunk moved
+	// into place with link(2) vanished once the temporary name was
+	// removed, though listings still showed it. An object written
+	// ifAbsent is a content-addressed chunk, so a racing writer that
+	// replaces it replaces it with the same bytes.
 	if ifAbsent {
-		return os.Link(tname, final)
+		if _, err := os.Stat(final); err == nil {
+			return fs.ErrExist
+		}
 	}
 	return os.Rename(tname, final)
 }
