@@ -67,12 +67,22 @@ func startFleet(t *testing.T, hub *hubemu.Server, n int, specs []string, env []s
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			addr := freeAddr(t)
-			args := append([]string{"--control-addr", addr, "--progress-every", "1h"}, extra...)
-			if len(specs) > 0 {
-				args = append(args, "--shared-cache", specs[i%len(specs)])
+			var m *mount
+			var addr string
+			var err error
+			// A free port can be taken between freeAddr and the bind (a
+			// SeaweedFS server or another node grabbed one): try another.
+			for try := 0; try < 3; try++ {
+				addr = freeAddr(t)
+				args := append([]string{"--control-addr", addr, "--progress-every", "1h"}, extra...)
+				if len(specs) > 0 {
+					args = append(args, "--shared-cache", specs[i%len(specs)])
+				}
+				m, err = startMount(t, hub, mountOpts{config: llmConfig, args: args, env: env})
+				if err == nil || !strings.Contains(err.Error(), "address already in use") {
+					break
+				}
 			}
-			m, err := startMount(t, hub, mountOpts{config: llmConfig, args: args, env: env})
 			errs[i] = err
 			nodes[i] = &fleetNode{m: m, addr: addr}
 			up[i] = fmt.Sprintf("%.2f", time.Since(start).Seconds())
