@@ -38,7 +38,14 @@ const fleetAggregate = 100e6 // bytes/s: 800 Mbit/s
 
 func fleetHub(t *testing.T, size int64, shards int) (*hubemu.Server, string, int64) {
 	t.Helper()
-	hub := newHub(t, hubemu.Options{AggregateBytesPerSec: fleetAggregate, PerConnBytesPerSec: 40e6})
+	o := hubemu.Options{AggregateBytesPerSec: fleetAggregate, PerConnBytesPerSec: 40e6}
+	// WEIGHTFS_FLEET_HUBLOG=1 logs every request the origin serves, with
+	// the time since the hub started: which chunks were fetched twice, when.
+	if os.Getenv("WEIGHTFS_FLEET_HUBLOG") != "" {
+		t0 := time.Now()
+		o.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%7.3f "+f+"\n", append([]any{time.Since(t0).Seconds()}, a...)...) }
+	}
+	hub := newHub(t, o)
 	origin := llmRepo(t, hub, size, shards)
 	var total int64
 	for _, sz := range treeSizesOS(t, origin) {

@@ -119,27 +119,64 @@ const maxMembers = 100000
 // split applies at all (more than one live node known, this one among
 // them).
 func (t *Tier) owner(key string, idx int) (mine, split bool) {
+	rank, split := t.rank(key, idx)
+	return rank == 0, split
+}
+
+// rank is this node's place among the live nodes for chunk idx of key by
+// rendezvous weight: 0 for its owner, 1 for the node next in line (which
+// takes the chunk over should the owner never deliver it, see
+// Successor), and so on; 0 when the split does not apply.
+func (t *Tier) rank(key string, idx int) (rank int, split bool) {
 	m := &t.members
 	m.mu.Lock()
 	list := m.list
 	m.mu.Unlock()
 	if len(list) < 2 {
-		return true, false
+		return 0, false
 	}
-	self := false
-	var best string
-	var bestW uint64
 	id := key + "/" + strconv.Itoa(idx) + "/"
+	self := false
+	selfW := xxhash.Sum64String(id + t.opts.Holder)
 	for _, h := range list {
 		if h == t.opts.Holder {
 			self = true
-		}
-		if w := xxhash.Sum64String(id + h); best == "" || w > bestW {
-			best, bestW = h, w
+		} else if w := xxhash.Sum64String(id + h); w > selfW || (w == selfW && h > t.opts.Holder) {
+			rank++
 		}
 	}
 	if !self {
-		return true, false // our record is not in yet: fetch as if alone
+		return 0, false // our record is not in yet: fetch as if alone
 	}
-	return best == t.opts.Holder, true
+	return rank, true
+}
+
+// Successor says whether this node is next in line after chunk idx's
+// owner: the one node that takes the chunk over when the owner, though
+// live, has not delivered it for long. One node, so that a takeover does
+// not become a race of the whole fleet (on a store whose exclusive create
+// is weak, a race of leases is a race of origin fetches).
+func (t *Tier) Successor(key string, idx int) bool {
+	rank, split := t.rank(key, idx)
+	return !split || rank <= 1
+}
+
+// Leave deletes this node's record, so the fleet stops counting on it at
+// once rather than 3 lease TTLs later: the chunks it owned but did not
+// deliver go to the others now. A clean unmount calls it; a crash leaves
+// the record to age out. Nil-safe.
+func (t *Tier) Leave() {
+	if t == nil {
+		return
+	}
+	m := &t.members
+	m.mu.Lock()
+	wrote := !m.wrote.IsZero()
+	m.mu.Unlock()
+	if !wrote {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), min(t.opts.OpTimeout, 2*time.Second))
+	defer cancel()
+	_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Delete(ctx, memberName(t.opts.Holder)) })
 }

@@ -137,3 +137,20 @@ func TestOriginSlotsAlone(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaveDropsTheRecord: a node that leaves (a clean unmount) deletes its
+// record, so the others stop splitting the work with it at once.
+func TestLeaveDropsTheRecord(t *testing.T) {
+	mem := sharedtest.NewMem()
+	tier := shared.New(mem, shared.Options{Holder: "a"})
+	waitFor(t, func() bool {
+		slowFill(tier, 0, 0, shared.Readahead)
+		return len(mem.Names("nodes/")) == 1
+	})
+	tier.Leave()
+	if names := mem.Names("nodes/"); len(names) != 0 {
+		t.Fatalf("after Leave the store still holds %v", names)
+	}
+	var none *shared.Tier
+	none.Leave() // no shared cache: nothing to do
+}

@@ -63,6 +63,7 @@ func runMount(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	defer tier.Leave() // deferred before cache.Close, so it runs after the cache has closed
 	ctl, err := startControl(c, log, entries, sharedSecrets(tier)...)
 	if err != nil {
 		return err
