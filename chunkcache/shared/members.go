@@ -124,9 +124,8 @@ func (t *Tier) owner(key string, idx int) (mine, split bool) {
 }
 
 // rank is this node's place among the live nodes for chunk idx of key by
-// rendezvous weight: 0 for its owner, 1 for the node next in line (which
-// takes the chunk over should the owner never deliver it, see
-// Successor), and so on; 0 when the split does not apply.
+// rendezvous weight: 0 for its owner, 1 for the node next in line, and so
+// on; 0 when the split does not apply.
 func (t *Tier) rank(key string, idx int) (rank int, split bool) {
 	m := &t.members
 	m.mu.Lock()
@@ -149,16 +148,6 @@ func (t *Tier) rank(key string, idx int) (rank int, split bool) {
 		return 0, false // our record is not in yet: fetch as if alone
 	}
 	return rank, true
-}
-
-// Successor says whether this node is next in line after chunk idx's
-// owner: the one node that takes the chunk over when the owner, though
-// live, has not delivered it for long. One node, so that a takeover does
-// not become a race of the whole fleet (on a store whose exclusive create
-// is weak, a race of leases is a race of origin fetches).
-func (t *Tier) Successor(key string, idx int) bool {
-	rank, split := t.rank(key, idx)
-	return !split || rank <= 1
 }
 
 // Leave deletes this node's record, so the fleet stops counting on it at
