@@ -15,9 +15,10 @@ import (
 // each round asks the store which chunks of a file have landed, with one
 // listing per file, and queues those: they are read from the store at once.
 // It queues this node's own chunks too, a few more than it has origin
-// slots, since each waits for one. Then it looks again: soon after a round that found
-// something, later (up to about a second) after one that did not. The
-// rounds end when every chunk is here; nothing runs once the model is in.
+// slots, since each waits for one. Then it looks again: soon after a round
+// that found something, later (up to about a second) after one that did
+// not. The rounds end when every chunk is here; nothing runs once the
+// model is in.
 //
 // A chunk whose owner is live but never delivers it (a node that serves
 // other models, or whose write-back the store lost) is claimed, under a
@@ -134,7 +135,7 @@ const (
 )
 
 // gatherStall is how long gather waits without any chunk arriving before
-// the node next in line claims the chunks other nodes own: 8 origin chunk
+// it claims the chunks other nodes own: 8 origin chunk
 // times, and never under 30 s, so a healthy fleet on a slow origin or a
 // slow store is left to split the work (its chunks keep arriving). With
 // 10 s, the fleet on two SeaweedFS mounts (whose reads can pause for
