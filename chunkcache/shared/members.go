@@ -2,6 +2,7 @@ package shared
 
 import (
 	"context"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -119,35 +120,30 @@ const maxMembers = 100000
 // split applies at all (more than one live node known, this one among
 // them).
 func (t *Tier) owner(key string, idx int) (mine, split bool) {
-	rank, split := t.rank(key, idx)
-	return rank == 0, split
-}
-
-// rank is this node's place among the live nodes for chunk idx of key by
-// rendezvous weight: 0 for its owner, 1 for the node next in line, and so
-// on; 0 when the split does not apply.
-func (t *Tier) rank(key string, idx int) (rank int, split bool) {
-	m := &t.members
-	m.mu.Lock()
-	list := m.list
-	m.mu.Unlock()
-	if len(list) < 2 {
-		return 0, false
+	list, split := t.fleet()
+	if !split {
+		return true, false
 	}
+	var best string
+	var bestW uint64
 	id := key + "/" + strconv.Itoa(idx) + "/"
-	self := false
-	selfW := xxhash.Sum64String(id + t.opts.Holder)
 	for _, h := range list {
-		if h == t.opts.Holder {
-			self = true
-		} else if w := xxhash.Sum64String(id + h); w > selfW || (w == selfW && h > t.opts.Holder) {
-			rank++
+		if w := xxhash.Sum64String(id + h); best == "" || w > bestW {
+			best, bestW = h, w
 		}
 	}
-	if !self {
-		return 0, false // our record is not in yet: fetch as if alone
-	}
-	return rank, true
+	return best == t.opts.Holder, true
+}
+
+// fleet is the live nodes as last listed, and whether the split applies:
+// more than one node, this one among them (until our record is in, we
+// fetch as if alone).
+func (t *Tier) fleet() (list []string, split bool) {
+	m := &t.members
+	m.mu.Lock()
+	list = m.list
+	m.mu.Unlock()
+	return list, len(list) >= 2 && slices.Contains(list, t.opts.Holder)
 }
 
 // Leave deletes this node's record, so the fleet stops counting on it at

@@ -45,9 +45,11 @@ type slots struct {
 func (t *Tier) slotLimit() (limit int, known bool) {
 	m := &t.members
 	m.mu.Lock()
-	n, lists := len(m.list), m.lists
+	lists := m.lists
 	m.mu.Unlock()
-	if _, split := t.owner("", 0); !split || n < 2 {
+	list, split := t.fleet()
+	n := len(list)
+	if !split {
 		if lists < 2 {
 			return startSlots, false
 		}
