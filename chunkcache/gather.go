@@ -33,11 +33,16 @@ func (p *Prefetcher) gather(ctx context.Context, ch chan job, objs []*Object) {
 	wait := gatherMinWait
 	lastProgress := time.Now()
 	present := -1
+	claimed := false // logged once
 	start := 0 // files are listed from here, gatherLists a round
 	for {
 		n, missing := 0, 0
 		progressed := false
 		stalled := time.Since(lastProgress) > p.gatherStall()
+		if stalled && !claimed {
+			claimed = true
+			p.c.log.Debug("prefetch: no chunk arrived for a while; claiming the other nodes' chunks too", "since", time.Since(lastProgress).Round(time.Millisecond))
+		}
 		lists := 0
 		own := 0 // own chunks queued lately and not yet here
 		for j, at := range sent {

@@ -228,7 +228,22 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 					}
 				}
 			}()
-			nodes := startFleet(t, hub, 8, specs, st.env)
+			// WEIGHTFS_FLEET_NODELOG=1 runs the 8 nodes at --log-level
+			// debug and logs their lease decisions at the end.
+			var extra []string
+			if os.Getenv("WEIGHTFS_FLEET_NODELOG") != "" {
+				extra = []string{"--log-level", "debug"}
+				defer func() {
+					for i, nd := range *nodesP.Load() {
+						for _, l := range strings.Split(nd.m.stderr.String(), "\n") {
+							if strings.Contains(l, "shared cache:") || strings.Contains(l, "prefetch:") {
+								t.Logf("node %d: %s", i, l)
+							}
+						}
+					}
+				}()
+			}
+			nodes := startFleet(t, hub, 8, specs, st.env, extra...)
 			nodesP.Store(&nodes)
 			waitAll(t, nodes)
 			close(stopTL)

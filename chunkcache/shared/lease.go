@@ -87,6 +87,7 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 			return acquireResult{}, err
 		}
 		t.count(vol, func(s *Stats) { s.LeasesTakenOver++ })
+		t.log.Debug("shared cache: taking over a lapsed lease", "lease", name, "holder", got.Holder)
 	}
 	if claim != "" {
 		t.deleteQuietly(claim)

@@ -99,6 +99,9 @@ func (t *Tier) refreshMembers() {
 		}
 		sort.Strings(live)
 		m.mu.Lock()
+		if !slices.Equal(m.list, live) {
+			t.log.Debug("shared cache: the fleet changed", "nodes", len(live), "was", len(m.list))
+		}
 		m.list, m.listed = live, t.now()
 		m.lists++
 		again := m.lists < 2

@@ -137,6 +137,20 @@ const (
 	Patient
 )
 
+func (m Mode) String() string {
+	switch m {
+	case Demand:
+		return "demand"
+	case Readahead:
+		return "readahead"
+	case Background:
+		return "background"
+	case Patient:
+		return "patient"
+	}
+	return "mode" + itoa(int64(m))
+}
+
 // Request is one chunk a node needs.
 type Request struct {
 	Volume    string // for stats
@@ -253,6 +267,7 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 	}
 	if res.held != nil {
 		t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
+		t.debug("lease won", lname, r.Mode)
 		// It may have landed between the miss and the lease.
 		if hit, _ := t.get(ctx, r, name); hit {
 			res.held.release()
@@ -269,6 +284,7 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 		switch {
 		case res.held.lost:
 			res.held.release()
+			t.debug("lease lost to a racing node", lname, r.Mode, "to", other.Holder)
 			t.count(r.Volume, func(s *Stats) { s.LeasesLost++ })
 			res.other = other
 		case err != nil:
@@ -288,12 +304,21 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 		*waited = true
 		t.count(r.Volume, func(s *Stats) { s.LeasesWaited++ })
 	}
-	hit, err := t.await(ctx, r, name, res.other, start)
+	t.debug("waiting on a lease", lname, r.Mode, "holder", res.other.Holder, "expires_in", time.Until(time.UnixMilli(res.other.Expires)).Round(time.Millisecond))
+	hit, err := t.await(ctx, r, name, lname, res.other, start)
+	t.debug("waited on a lease", lname, r.Mode, "landed", hit, "err", err, "for", t.now().Sub(start).Round(time.Millisecond))
 	switch {
 	case hit:
 		return Filled{Source: FromShared}, false, nil
 	case ctx.Err() != nil:
 		return Filled{}, false, ctx.Err()
+	case errors.Is(err, errLeaseOurs):
+		// Stepped back from a race the store settled in our favour: the
+		// lease is ours to renew and release. No slot is taken: the other
+		// racers wait on us.
+		t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
+		f, err := t.fromOrigin(ctx, r, t.startLease(lname, ""), true)
+		return f, false, err
 	case errors.Is(err, errOriginSooner):
 		f, err := t.fromOrigin(ctx, r, nil, true)
 		return f, false, err
@@ -310,7 +335,11 @@ var errOriginSooner = errors.New("the origin is sooner than the lease")
 // deleted (so no node reads it again) and counts as absent; err is set
 // only when the store itself failed.
 func (t *Tier) get(ctx context.Context, r Request, name string) (hit bool, err error) {
+	start := t.now()
 	err = t.op(ctx, func(ctx context.Context) error { return readChunk(ctx, t.blobs, name, r.Buf) })
+	if d := t.now().Sub(start); d > 500*time.Millisecond {
+		t.debug("slow read", name, r.Mode, "err", err, "took", d.Round(time.Millisecond))
+	}
 	switch {
 	case err == nil:
 		t.count(r.Volume, func(s *Stats) { s.BytesShared += int64(len(r.Buf)) })
@@ -357,10 +386,13 @@ func (t *Tier) Publish(r Request, f Filled) {
 	ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
 	defer cancel()
 	name := chunkName(r.Key, r.ChunkSize, r.Index)
-	if err := t.op(ctx, func(ctx context.Context) error { return writeChunk(ctx, t.blobs, name, r.Buf) }); err == nil {
+	start := t.now()
+	err := t.op(ctx, func(ctx context.Context) error { return writeChunk(ctx, t.blobs, name, r.Buf) })
+	if err == nil {
 		t.h.wrote()
 		t.count(r.Volume, func(s *Stats) { s.BytesPublished += int64(len(r.Buf)) })
 	}
+	t.debug("published", name, r.Mode, "err", err, "took", t.now().Sub(start).Round(time.Millisecond))
 }
 
 // Forget deletes the shared chunks of an object that failed verification
@@ -393,6 +425,14 @@ func (t *Tier) touch(key string) {
 		doc := []byte(fmt.Sprintf("{\"holder\":%q,\"at_unix_ms\":%d}", t.opts.Holder, now.UnixMilli()))
 		_ = t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, accessName(key), [][]byte{doc}, false) })
 	}()
+}
+
+// debug logs a lease decision: what the fleet tests show with
+// --log-level debug, to see which node waited on which chunk, and why.
+func (t *Tier) debug(msg, lease string, m Mode, kv ...any) {
+	if t.log.Enabled(context.Background(), slog.LevelDebug) {
+		t.log.Debug("shared cache: "+msg, append([]any{"lease", lease, "mode", m}, kv...)...)
+	}
 }
 
 func (t *Tier) sleep(ctx context.Context, d time.Duration) error {
