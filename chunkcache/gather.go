@@ -34,7 +34,7 @@ func (p *Prefetcher) gather(ctx context.Context, ch chan job, objs []*Object) {
 	lastProgress := time.Now()
 	present := -1
 	claimed := false // logged once
-	start := 0 // files are listed from here, gatherLists a round
+	start := 0       // files are listed from here, gatherLists a round
 	for {
 		n, missing := 0, 0
 		progressed := false

@@ -144,7 +144,9 @@ func TestReadServesBytesOrEIOWithinTimeout(t *testing.T) {
 				if !bytes.Equal(b, tc.want) {
 					t.Fatalf("bytes %q, want %q", b, tc.want)
 				}
-				if _, sliced := res.(interface{ Slices() ([][]byte, fuse.Status) }); tc.c.file == nil && !sliced {
+				if _, sliced := res.(interface {
+					Slices() ([][]byte, fuse.Status)
+				}); tc.c.file == nil && !sliced {
 					t.Error("bytes in memory are not offered as slices: go-fuse would try to splice them first")
 				}
 				res.Done() // what go-fuse does once the reply is out

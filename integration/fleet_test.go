@@ -43,7 +43,9 @@ func fleetHub(t *testing.T, size int64, shards int) (*hubemu.Server, string, int
 	// the time since the hub started: which chunks were fetched twice, when.
 	if os.Getenv("WEIGHTFS_FLEET_HUBLOG") != "" {
 		t0 := time.Now()
-		o.Logf = func(f string, a ...any) { fmt.Fprintf(os.Stderr, "%7.3f "+f+"\n", append([]any{time.Since(t0).Seconds()}, a...)...) }
+		o.Logf = func(f string, a ...any) {
+			fmt.Fprintf(os.Stderr, "%7.3f "+f+"\n", append([]any{time.Since(t0).Seconds()}, a...)...)
+		}
 	}
 	hub := newHub(t, o)
 	origin := llmRepo(t, hub, size, shards)
