@@ -189,8 +189,16 @@ var ErrDeferred = errors.New("chunk is being fetched by another node")
 // it is there (its digest checked), else from the origin. Whatever the
 // store does, a failure of it only sends the read to the origin; Fill
 // fails only when the origin does, ctx ends, or with ErrDeferred.
-func (t *Tier) Fill(ctx context.Context, r Request) (Filled, error) {
+func (t *Tier) Fill(ctx context.Context, r Request) (f Filled, err error) {
 	name := chunkName(r.Key, r.ChunkSize, r.Index)
+	if t.log.Enabled(ctx, slog.LevelDebug) {
+		start := t.now()
+		defer func() {
+			if d := t.now().Sub(start); d > 200*time.Millisecond {
+				t.debug("slow fill", name, r.Mode, "source", f.Source, "err", err, "took", d.Round(time.Millisecond))
+			}
+		}()
+	}
 	// While the store fails, a prefetch waits for it rather than go to
 	// the origin: otherwise every node of the fleet would fetch the whole
 	// model from the origin the moment the store hiccups (a 503 SlowDown).
