@@ -312,7 +312,7 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 		*waited = true
 		t.count(r.Volume, func(s *Stats) { s.LeasesWaited++ })
 	}
-	t.debug("waiting on a lease", lname, r.Mode, "holder", res.other.Holder, "expires_in", time.Until(time.UnixMilli(res.other.Expires)).Round(time.Millisecond))
+	t.debug("waiting on a lease", lname, r.Mode, "holder", res.other.Holder, "expires_in", time.UnixMilli(res.other.Expires).Sub(t.now()).Round(time.Millisecond))
 	hit, err := t.await(ctx, r, name, lname, res.other, start)
 	t.debug("waited on a lease", lname, r.Mode, "landed", hit, "err", err, "for", t.now().Sub(start).Round(time.Millisecond))
 	switch {
