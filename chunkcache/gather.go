@@ -140,11 +140,11 @@ const (
 )
 
 // gatherStall is how long gather waits without any chunk arriving before
-// it claims the chunks other nodes own: 8 origin chunk
-// times, and never under 30 s, so a healthy fleet on a slow origin or a
-// slow store is left to split the work (its chunks keep arriving). With
-// 10 s, the fleet on two SeaweedFS mounts (whose reads can pause for
-// longer) claimed early and fetched up to 1.9x the model.
+// it claims the chunks other nodes own: 8 origin chunk times, and never
+// under 30 s, so a healthy fleet on a slow origin or a slow store is left
+// to split the work (its chunks keep arriving). With 10 s, the fleet on
+// two SeaweedFS mounts (whose reads can pause for longer) claimed early
+// and fetched up to 1.9x the model.
 func (p *Prefetcher) gatherStall() time.Duration {
 	return max(30*time.Second, 8*p.c.originChunkTime())
 }
