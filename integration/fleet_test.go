@@ -446,7 +446,8 @@ func sharedStatus(t *testing.T, addr string) shared.Status {
 }
 
 // TestFleetGC: `weightfs gc` keeps what was used lately, removes what was
-// not, and never what is under a live lease.
+// not, and never what is under a live lease; what a killed node left (a
+// lapsed lease, its record) goes.
 func TestFleetGC(t *testing.T) {
 	hub, _, _ := fleetHub(t, 48<<20, 2)
 	spec := filepath.Join(t.TempDir(), "shared")
@@ -481,8 +482,29 @@ func TestFleetGC(t *testing.T) {
 	if err := os.WriteFile(lease, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// What a node killed mid-fetch leaves: a lapsed lease and its record.
+	lapsed := filepath.Join(spec, "leases", filepath.Dir(rel), "9999")
+	dead := filepath.Join(spec, "nodes", "killed-node")
+	os.MkdirAll(filepath.Dir(dead), 0o700)
+	for p, doc := range map[string]string{
+		lapsed: fmt.Sprintf(`{"holder":"killed-node","expires_unix_ms":%d}`, old.UnixMilli()),
+		dead:   `{"holder":"killed-node"}`,
+	} {
+		if err := os.WriteFile(p, []byte(doc), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(p, old, old)
+	}
 	out := gc()
 	t.Log(out)
+	for _, p := range []string{lapsed, dead} {
+		if _, err := os.Stat(p); err == nil {
+			t.Errorf("gc left %s, which a killed node left behind", p)
+		}
+	}
+	if _, err := os.Stat(lease); err != nil {
+		t.Errorf("gc removed the live lease: %v", err)
+	}
 	for _, c := range sharedChunks(t, spec) {
 		if !strings.Contains(c, keyDir) {
 			t.Errorf("unused chunk kept: %s", c)

@@ -13,6 +13,8 @@ type GCOptions struct {
 	UnusedFor time.Duration // remove objects nobody used for this long (required)
 	// TempAge is how old a temporary file (a write a crash abandoned) must
 	// be before it goes; default 1 h, far longer than any write takes.
+	// It is also how long a lapsed lease, a takeover claim or a node's
+	// record must have gone unwritten before it goes (see sweepStale).
 	TempAge time.Duration
 	DryRun  bool
 	Now     time.Time // default time.Now()
@@ -25,6 +27,11 @@ type GCReport struct {
 	BytesRemoved int64 `json:"bytes_removed"`
 	KeptLeased   int   `json:"kept_under_lease"` // unused long enough, but a lease is live
 	TempRemoved  int   `json:"temp_removed"`
+	// Leases and takeover claims that lapsed with their holder (a node
+	// killed mid-fetch leaves one per chunk it was fetching), and the
+	// nodes/ records of nodes gone without a clean unmount.
+	LeasesRemoved int `json:"stale_leases_removed"`
+	NodesRemoved  int `json:"stale_nodes_removed"`
 }
 
 // usage is what the store holds of one object.
@@ -40,7 +47,8 @@ type usage struct {
 // Options.AccessEvery, and a chunk's write counts as use too, so the cost
 // of knowing is a few small writes per node per object and day. An object
 // with a live lease on any chunk is being filled and stays, whatever its
-// age; so does a temporary file younger than TempAge.
+// age; so does a temporary file younger than TempAge. Lapsed leases and
+// the records of gone nodes go too (sweepStale).
 func GC(ctx context.Context, b Blobs, o GCOptions) (GCReport, error) {
 	if o.UnusedFor <= 0 {
 		return GCReport{}, fmt.Errorf("gc: --unused-for must be positive")
@@ -120,6 +128,9 @@ func GC(ctx context.Context, b Blobs, o GCOptions) (GCReport, error) {
 			}
 		}
 	}
+	if err := sweepStale(ctx, tier, o, &rep); err != nil {
+		return rep, err
+	}
 	for _, name := range temps {
 		if !o.DryRun {
 			if err := b.Delete(ctx, name); err != nil {
@@ -166,4 +177,62 @@ func liveLease(ctx context.Context, t *Tier, key string, now time.Time) (bool, e
 		}
 	}
 	return false, nil
+}
+
+// sweepStale removes what crashed nodes leave behind besides temporary
+// files: nothing else ever deletes them. A lease is released (deleted) by
+// its holder, and a takeover claim with the lease it took over; a killed
+// holder leaves both, and a claim is named after the lease it took over,
+// so no later takeover looks at it again. A node's record goes with a clean
+// unmount; a crash leaves it to age out of every listing, but not out of
+// the store.
+//
+// Only what has not been written for TempAge is a candidate: a live lease
+// is rewritten every third of its TTL and a fetching node's record as
+// often. A candidate lease still goes only when it has expired (or cannot
+// be read as one): one whose holder set it to last longer stays. Deleting
+// a lease a node recreated between the read and the delete costs at most
+// one more origin fetch of that chunk, never a wrong byte.
+func sweepStale(ctx context.Context, t *Tier, o GCOptions, rep *GCReport) error {
+	var leases, nodes []string
+	for _, prefix := range []string{"leases/", "nodes/"} {
+		err := t.blobs.List(ctx, prefix, func(bi BlobInfo) error {
+			if bi.Temp || o.Now.Sub(bi.ModTime) < o.TempAge {
+				return nil
+			}
+			if prefix == "nodes/" {
+				nodes = append(nodes, bi.Name)
+			} else {
+				leases = append(leases, bi.Name)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("gc: listing %s in %s: %w", prefix, t.blobs, err)
+		}
+	}
+	var stale []string
+	for _, name := range leases {
+		doc, err := t.readLease(ctx, name)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // released meanwhile
+		case errors.Is(err, errBadLease):
+		case err != nil:
+			return fmt.Errorf("gc: reading lease %s in %s: %w", name, t.blobs, err)
+		case o.Now.UnixMilli() < doc.Expires:
+			continue
+		}
+		stale = append(stale, name)
+	}
+	rep.LeasesRemoved, rep.NodesRemoved = len(stale), len(nodes)
+	if o.DryRun {
+		return nil
+	}
+	for _, name := range append(stale, nodes...) {
+		if err := t.blobs.Delete(ctx, name); err != nil {
+			return fmt.Errorf("gc: deleting %s in %s: %w", name, t.blobs, err)
+		}
+	}
+	return nil
 }

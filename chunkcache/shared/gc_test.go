@@ -64,6 +64,52 @@ func TestGC(t *testing.T) {
 	}
 }
 
+// GC removes what crashed nodes leave: leases and takeover claims that
+// lapsed over TempAge ago, and nodes/ records unwritten that long. It keeps
+// a lease written lately, one that has not expired however old, and a
+// fresh record.
+func TestGCSweepsStale(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	lease := func(expires time.Duration) string {
+		return fmt.Sprintf(`{"holder":"node-7","expires_unix_ms":%d}`, now.Add(expires).UnixMilli())
+	}
+	const l = "leases/ab/ab0000/8388608/"
+	cases := []struct {
+		name, doc string
+		age       time.Duration // since it was last written
+		remove    bool
+	}{
+		{l + "0", lease(-2 * time.Hour), 2 * time.Hour, true},                             // its holder was killed
+		{l + "1" + ".takeover-1700000000000", lease(-3 * time.Hour), 3 * time.Hour, true}, // so was its claimant
+		{l + "2", "not a lease", 2 * time.Hour, true},                                     // garbled
+		{l + "3", lease(-time.Minute), time.Minute, false},                                // lapsed just now: left to the takeover
+		{l + "4", lease(48 * time.Hour), 2 * time.Hour, false},                            // old, but set to last
+		{"nodes/node-3", `{"holder":"node-3"}`, 2 * time.Hour, true},
+		{"nodes/node-4", `{"holder":"node-4"}`, time.Minute, false},
+	}
+	for _, dry := range []bool{true, false} {
+		store := sharedtest.NewMem()
+		for _, c := range cases {
+			store.Put(ctx, c.name, [][]byte{[]byte(c.doc)}, false)
+			store.SetModTime(c.name, now.Add(-c.age))
+		}
+		rep, err := shared.GC(ctx, store, shared.GCOptions{UnusedFor: 14 * 24 * time.Hour, Now: now, DryRun: dry})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep.LeasesRemoved != 3 || rep.NodesRemoved != 1 {
+			t.Errorf("dry %v: report %+v, want 3 leases and 1 node record", dry, rep)
+		}
+		for _, c := range cases {
+			left := len(store.Names(c.name)) == 1
+			if want := dry || !c.remove; left != want {
+				t.Errorf("dry %v: %s left %v, want %v", dry, c.name, left, want)
+			}
+		}
+	}
+}
+
 // The POSIX store: atomic writes, exclusive create, private modes.
 func TestDirBlobs(t *testing.T) {
 	ctx := context.Background()

@@ -78,8 +78,8 @@ func runGC(c *cli.Context) error {
 	if c.Bool("dry-run") {
 		verb = "would remove"
 	}
-	fmt.Fprintf(c.App.Writer, "%s: %d objects; %s %d (%s) unused for %s; kept %d under lease; %d stale temporary files\n",
-		b, rep.Objects, verb, rep.Removed, humanBytes(rep.BytesRemoved), c.String("unused-for"), rep.KeptLeased, rep.TempRemoved)
+	fmt.Fprintf(c.App.Writer, "%s: %d objects; %s %d (%s) unused for %s; kept %d under lease; %s %d stale temporary files, %d lapsed leases, %d records of gone nodes\n",
+		b, rep.Objects, verb, rep.Removed, humanBytes(rep.BytesRemoved), c.String("unused-for"), rep.KeptLeased, verb, rep.TempRemoved, rep.LeasesRemoved, rep.NodesRemoved)
 	return nil
 }
 
