@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -245,6 +246,7 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 					}
 				}()
 			}
+			idle0, total0 := machineIdle(t)
 			nodes := startFleet(t, hub, 8, specs, st.env, extra...)
 			nodesP.Store(&nodes)
 			waitAll(t, nodes)
@@ -255,7 +257,10 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			for _, nd := range nodes {
 				ticks += procCPU(t, nd.m.cmd.Process.Pid)
 			}
-			t.Logf("%s: the 8 daemons used %.1f CPU-s (one alone: %.1f)", st.name, float64(ticks)/100, float64(aloneTicks)/100)
+			idle1, total1 := machineIdle(t)
+			idle := 100 * float64(idle1-idle0) / float64(max(1, total1-total0))
+			t.Logf("%s: the 8 daemons used %.1f CPU-s (one alone: %.1f); the machine's %d cores were %.0f%% idle during the load",
+				st.name, float64(ticks)/100, float64(aloneTicks)/100, runtime.NumCPU(), idle)
 			for i, nd := range nodes {
 				sh := sharedStatus(t, nd.addr)
 				warn := ""
@@ -281,7 +286,7 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			// origin, can set the pace. `make bench` reports it side by
 			// side; WEIGHTFS_FLEET_STRICT=1 makes this test enforce it.
 			if tFleet > 2*tAlone {
-				msg := fmt.Sprintf("8 nodes took %.2fs, more than 2x one node's %.2fs", tFleet.Seconds(), tAlone.Seconds())
+				msg := fmt.Sprintf("8 nodes took %.2fs, more than 2x one node's %.2fs, with the cores %.0f%% idle", tFleet.Seconds(), tAlone.Seconds(), idle)
 				if os.Getenv("WEIGHTFS_FLEET_STRICT") != "" {
 					t.Error(msg)
 				} else {

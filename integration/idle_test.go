@@ -26,6 +26,26 @@ func procCPU(t *testing.T, pid int) int64 {
 	return utime + stime
 }
 
+// machineIdle returns the machine's idle and total CPU time so far (all
+// cores, in clock ticks), from /proc/stat's first line: the fleet test
+// says from two readings whether its cores were saturated.
+func machineIdle(t *testing.T) (idle, total int64) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		total += n
+		if i == 3 || i == 4 { // idle, iowait
+			idle += n
+		}
+	}
+	return idle, total
+}
+
 // The daemon lives as long as the model server beside it: once the model
 // is cached and verified and nobody reads, it must sleep, not poll. Fails
 // before this change: idle workers re-armed a 5 ms timer, the prefetch
