@@ -20,7 +20,7 @@ import (
 // slots, since each waits for one. Then it looks again: soon after a round
 // that found something, later after one that did not (up to the time
 // between two chunks landing in the fleet, at most a second, see
-// gatherMaxWait). The rounds end when every chunk is here; nothing runs
+// gatherCap). The rounds end when every chunk is here; nothing runs
 // once the model is in.
 //
 // A chunk whose owner is live but never delivers it (a node that serves
@@ -115,7 +115,7 @@ func (p *Prefetcher) gather(ctx context.Context, ch chan job, objs []*Object) {
 		if progressed {
 			wait = gatherMinWait
 		} else {
-			wait = min(2*wait, p.gatherMaxWait())
+			wait = min(2*wait, gatherCap(p.c.originChunkTime()))
 		}
 		// Jittered, so a fleet's listings do not fall in step.
 		d := wait/2 + time.Duration(mrand.Int64N(int64(wait)))
@@ -152,19 +152,17 @@ func (p *Prefetcher) gatherStall() time.Duration {
 	return max(30*time.Second, 8*p.c.originChunkTime())
 }
 
-// gatherMaxWait caps the rounds' backoff at about the time between two
-// chunks landing in the fleet (the fleet keeps
-// shared.DefaultFleetOriginChunks in flight), within gatherMinWait and
-// gatherMaxWait: a small fleet's last chunks are seen soon after they land,
-// and a large fleet, whose chunks each take long, still lists about once a
-// second.
+// gatherCap caps the rounds' backoff at about the time between two chunks
+// landing in the fleet (a node's origin chunk time over the
+// shared.DefaultFleetOriginChunks the fleet keeps in flight), kept within
+// gatherMinWait and gatherMaxWait: a small fleet's last chunks are seen soon
+// after they land, and a large fleet, whose chunks each take long, still
+// lists about once a second.
 //
 // It matters only after a round that queued nothing: a round that found
 // something is followed by gatherMinWait anyway. With the fixed 1 s cap, a
 // node of 8 saw the fleet's last chunks up to 1.5 s (the cap, jittered)
 // after they landed, on a load of 3-5 s.
-func (p *Prefetcher) gatherMaxWait() time.Duration { return gatherCap(p.c.originChunkTime()) }
-
 func gatherCap(originChunk time.Duration) time.Duration {
 	return min(max(originChunk/shared.DefaultFleetOriginChunks, gatherMinWait), gatherMaxWait)
 }

@@ -36,7 +36,10 @@ func machineIdle(t *testing.T) (idle, total int64) {
 		t.Fatal(err)
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
-	for i, f := range strings.Fields(line)[1:] {
+	fields := strings.Fields(line)[1:]
+	// user nice system idle iowait irq softirq steal; guest and
+	// guest_nice after them are already counted in user and nice.
+	for i, f := range fields[:min(8, len(fields))] {
 		n, _ := strconv.ParseInt(f, 10, 64)
 		total += n
 		if i == 3 || i == 4 { // idle, iowait

@@ -100,6 +100,11 @@ func GC(ctx context.Context, b Blobs, o GCOptions) (GCReport, error) {
 	}
 	rep.Objects = len(objs)
 	tier := New(b, Options{}) // for reading leases
+	// First, so the live-lease checks below do not read again the lapsed
+	// leases it removes.
+	if err := sweepStale(ctx, tier, o, &rep); err != nil {
+		return rep, err
+	}
 	for key, u := range objs {
 		if o.Now.Sub(u.lastUsed) < o.UnusedFor {
 			continue
@@ -127,9 +132,6 @@ func GC(ctx context.Context, b Blobs, o GCOptions) (GCReport, error) {
 				return rep, fmt.Errorf("gc: deleting %s in %s: %w", accessName(key), b, err)
 			}
 		}
-	}
-	if err := sweepStale(ctx, tier, o, &rep); err != nil {
-		return rep, err
 	}
 	for _, name := range temps {
 		if !o.DryRun {
