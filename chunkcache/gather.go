@@ -85,10 +85,6 @@ func (p *Prefetcher) gather(ctx context.Context, ch chan job, objs []*Object) {
 				switch {
 				case landed != nil && landed[k]:
 				case t.Owns(o.key, k):
-					if own >= max(gatherOwn, min(t.OriginSlots(), p.c.opts.MaxWorkers)) {
-						continue
-					}
-					own++
 					j.own = true
 				case stalled:
 					j = job{o: o, idx: k, patient: true}
@@ -96,7 +92,13 @@ func (p *Prefetcher) gather(ctx context.Context, ch chan job, objs []*Object) {
 					continue
 				}
 				if at, ok := sent[j]; ok && time.Since(at) < p.c.opts.FetchTimeout {
-					continue // queued lately: still on its way
+					continue // queued lately: still on its way (and counted in own)
+				}
+				if j.own {
+					if own >= max(gatherOwn, min(t.OriginSlots(), p.c.opts.MaxWorkers)) {
+						continue
+					}
+					own++
 				}
 				if !p.send(ctx, ch, j) {
 					return

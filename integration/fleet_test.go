@@ -201,7 +201,10 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			hub, origin, total := fleetHub(t, 256<<20, 2)
 
 			start := time.Now()
-			alone := startFleet(t, hub, 1, st.specs(t, 1), st.env)
+			// WEIGHTFS_FLEET_ARGS adds daemon flags to every node, alone
+			// and in the fleet (an experiment: "--direct-io").
+			args := strings.Fields(os.Getenv("WEIGHTFS_FLEET_ARGS"))
+			alone := startFleet(t, hub, 1, st.specs(t, 1), st.env, args...)
 			waitAll(t, alone)
 			tAlone := time.Since(start)
 			aloneBytes := hub.BytesServed()
@@ -233,9 +236,9 @@ func TestFleetEightNodesOneOriginDownload(t *testing.T) {
 			}()
 			// WEIGHTFS_FLEET_NODELOG=1 runs the 8 nodes at --log-level
 			// debug and logs their lease decisions at the end.
-			var extra []string
+			extra := args
 			if os.Getenv("WEIGHTFS_FLEET_NODELOG") != "" {
-				extra = []string{"--log-level", "debug"}
+				extra = append(append([]string{}, args...), "--log-level", "debug")
 				defer func() {
 					for i, nd := range *nodesP.Load() {
 						for _, l := range strings.Split(nd.m.stderr.String(), "\n") {

@@ -7,7 +7,8 @@
 //
 // Layers: Blobs (blobs.go, dir.go; buckets in shared/bucket) is the store's
 // one primitive, whole immutable objects by name; chunk.go frames a chunk
-// with its own digest; lease.go is the cooperative fill's lease; tier.go
+// with its own digest; lease.go is the cooperative fill's lease, made
+// with create.go's exclusive create; tier.go
 // (Tier.Fill) composes them for the fetch scheduler in chunkcache; gc.go
 // removes what has been unused for long.
 //

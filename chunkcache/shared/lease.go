@@ -39,23 +39,29 @@ type lease struct {
 
 // acquireResult says what acquire found.
 type acquireResult struct {
-	held  *lease   // we hold it
-	other leaseDoc // someone else does (held == nil)
+	held   *lease   // we hold it
+	other  leaseDoc // someone else does (held == nil)
+	landed bool     // the chunk landed meanwhile (landed said so): no lease needed
 }
 
 // acquire tries to take the lease on name. It takes over a lease that has
 // expired or cannot be read. Where the store's exclusive create is weak,
 // the lease won here is confirmed later, while the fetch runs (see
-// confirmed).
-func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, error) {
+// confirmed). landed reads the chunk the lease is for; see create.
+func (t *Tier) acquire(ctx context.Context, vol, name string, landed func() bool) (acquireResult, error) {
 	claim := "" // the takeover claim we made, deleted with the lease
 	for attempt := 0; attempt < 2; attempt++ {
 		doc := leaseDoc{Holder: t.opts.Holder, Expires: t.now().Add(t.opts.LeaseTTL).UnixMilli()}
 		data, _ := json.Marshal(doc)
-		err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{data}, true) })
+		err := t.create(ctx, name, data, landed)
 		switch {
 		case err == nil:
 			return acquireResult{held: t.startLease(name, claim)}, nil
+		case errors.Is(err, errLanded):
+			if claim != "" {
+				t.deleteQuietly(claim)
+			}
+			return acquireResult{landed: true}, nil
 		case !errors.Is(err, ErrExists):
 			return acquireResult{}, err
 		}
@@ -88,6 +94,7 @@ func (t *Tier) acquire(ctx context.Context, vol, name string) (acquireResult, er
 		}
 		t.count(vol, func(s *Stats) { s.LeasesTakenOver++ })
 		t.log.Debug("shared cache: taking over a lapsed lease", "lease", name, "holder", got.Holder)
+		t.dropLapsed(got.Holder)
 	}
 	if claim != "" {
 		t.deleteQuietly(claim)
@@ -136,7 +143,7 @@ func (t *Tier) readLease(ctx context.Context, name string) (leaseDoc, error) {
 // at the lease claims again.
 func (t *Tier) claimTakeover(ctx context.Context, name string, got leaseDoc, doc []byte) (string, bool, error) {
 	claim := name + takeoverMark + itoa(got.Expires) // 0 for a garbled lease
-	err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, claim, [][]byte{doc}, true) })
+	err := t.create(ctx, claim, doc, nil)
 	if err == nil {
 		return claim, true, nil
 	}

@@ -116,6 +116,31 @@ func (t *Tier) refreshMembers() {
 	}()
 }
 
+// dropLapsed takes holder out of the fleet when this node took over a
+// lease of its that had lapsed. A fetching node renews its leases every
+// third of a TTL, so it missed three renewals: most likely it is dead (kill
+// -9, a lost machine). Its record is deleted, so every node splits its
+// share again at its next listing (2 s), instead of when the record ages
+// out (3 TTLs, 30 s by default, the dead node's share of the model waiting
+// all that time). A node that was only stalled writes its record again at
+// its next fetch and rejoins; that costs a few of its chunks fetched
+// twice. Only a holder in the last listing is dropped: a lease's holder is
+// the store's word, not a name to delete on.
+func (t *Tier) dropLapsed(holder string) {
+	m := &t.members
+	m.mu.Lock()
+	i := slices.Index(m.list, holder)
+	if i < 0 || holder == t.opts.Holder {
+		m.mu.Unlock()
+		return
+	}
+	m.list = slices.Delete(slices.Clone(m.list), i, i+1) // fleet() hands out the old one
+	m.mu.Unlock()
+	t.slotsChanged()
+	t.log.Debug("shared cache: a node let its lease lapse; taken out of the fleet", "holder", holder)
+	go t.deleteQuietly(memberName(holder))
+}
+
 // maxMembers bounds what a listing of nodes/ may make us hold.
 const maxMembers = 100000
 

@@ -59,7 +59,7 @@ func TestLandedListsOnlyItsChunks(t *testing.T) {
 
 // TestOriginSlotsSplitTheFleet: four nodes share the fleet's 8 origin
 // slots, 2 each. A prefetch (Background) finding none free is put off at
-// once; the last pass (Patient) waits for one.
+// once; the last pass (Patient) takes its lease and waits for one.
 func TestOriginSlotsSplitTheFleet(t *testing.T) {
 	mem := sharedtest.NewMem()
 	var tiers []*shared.Tier
@@ -101,9 +101,22 @@ func TestOriginSlotsSplitTheFleet(t *testing.T) {
 	if d := time.Since(start); d > delay/3 {
 		t.Fatalf("the deferral took %v", d)
 	}
-	f, err := slowFill(a, own[3], 0, shared.Patient)
-	if err != nil || f.Source != shared.FromOrigin {
-		t.Fatalf("the last pass: %+v, %v", f, err)
+	// The last pass takes its lease while it waits for the slot: the
+	// store's answer is not waited for in the slot's time.
+	last := make(chan error, 1)
+	var lastF shared.Filled
+	go func() {
+		var err error
+		lastF, err = slowFill(a, own[3], 0, shared.Patient)
+		last <- err
+	}()
+	lease := fmt.Sprintf("leases/%s/%s/%d/%d", key[:2], key, 1<<20, own[3])
+	waitFor(t, func() bool { return slices.Contains(mem.Names("leases/"), lease) })
+	if len(done) != 0 {
+		t.Fatal("a slot was free before the last pass had its lease: the test's timing is off")
+	}
+	if err := <-last; err != nil || lastF.Source != shared.FromOrigin {
+		t.Fatalf("the last pass: %+v, %v", lastF, err)
 	}
 	if d := time.Since(start); d < delay/2 {
 		t.Fatalf("the last pass fetched after %v, before a slot was free", d)
@@ -153,4 +166,42 @@ func TestLeaveDropsTheRecord(t *testing.T) {
 	}
 	var none *shared.Tier
 	none.Leave() // no shared cache: nothing to do
+}
+
+// TestLapsedHolderLeavesTheFleet: a node that takes over a lease whose
+// holder let it lapse deletes that holder's record, so the fleet splits
+// the dead node's share again at once instead of after the record ages
+// out (3 TTLs).
+func TestLapsedHolderLeavesTheFleet(t *testing.T) {
+	mem := sharedtest.NewMem()
+	ctx := context.Background()
+	if err := mem.Put(ctx, "nodes/dead", [][]byte{[]byte(`{"holder":"dead"}`)}, false); err != nil {
+		t.Fatal(err)
+	}
+	b := shared.New(mem, shared.Options{Holder: "b"})
+	waitFor(t, func() bool {
+		slowFill(b, 1000, 0, shared.Readahead)
+		return b.OriginSlots() == shared.DefaultFleetOriginChunks/2
+	})
+	var theirs []int
+	for idx := 0; len(theirs) < 2 && idx < 100; idx++ {
+		if !b.Owns(key, idx) {
+			theirs = append(theirs, idx)
+		}
+	}
+	if len(theirs) < 2 {
+		t.Fatalf("the dead node owns %d of 100 chunks", len(theirs))
+	}
+	lapsed := fmt.Sprintf(`{"holder":"dead","expires_unix_ms":%d}`, time.Now().Add(-time.Second).UnixMilli())
+	lease := fmt.Sprintf("leases/%s/%s/%d/%d", key[:2], key, 1<<20, theirs[0])
+	if err := mem.Put(ctx, lease, [][]byte{[]byte(lapsed)}, true); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := slowFill(b, theirs[0], 0, shared.Readahead); err != nil || f.Source != shared.FromOrigin {
+		t.Fatalf("the lapsed lease's chunk: %+v, %v", f, err)
+	}
+	if !b.Owns(key, theirs[1]) {
+		t.Fatal("the dead node's other chunk is still its own after the takeover")
+	}
+	waitFor(t, func() bool { return !slices.Contains(mem.Names("nodes/"), "nodes/dead") })
 }

@@ -59,8 +59,9 @@ type Tier struct {
 	members members // the fleet's live nodes, for splitting the prefetch (members.go)
 	slots   slots   // this node's prefetch fetches from the origin (plan.go)
 
-	stats   map[string]*Stats    // GUARDED_BY(mu), by volume
-	touched map[string]time.Time // GUARDED_BY(mu), by object key: last access record
+	stats   map[string]*Stats         // GUARDED_BY(mu), by volume
+	touched map[string]time.Time      // GUARDED_BY(mu), by object key: last access record
+	creates map[string]*pendingCreate // GUARDED_BY(mu), by lease name (lease.go)
 }
 
 // New returns the tier over b.
@@ -92,7 +93,7 @@ func New(b Blobs, o Options) *Tier {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := &Tier{opts: o, blobs: b, log: o.Logger, stats: map[string]*Stats{}, touched: map[string]time.Time{}}
+	t := &Tier{opts: o, blobs: b, log: o.Logger, stats: map[string]*Stats{}, touched: map[string]time.Time{}, creates: map[string]*pendingCreate{}}
 	t.h.t = t
 	return t
 }
@@ -238,13 +239,18 @@ func (t *Tier) Fill(ctx context.Context, r Request) (f Filled, err error) {
 	waited := false
 	for {
 		// A prefetch fetches from the origin only in one of this node's
-		// slots (plan.go): without one, a Background request is put off
-		// and a Patient one waits. The slot is held until the bytes are
-		// in, never while waiting on another node.
-		release := func() {}
-		if r.Mode == Background || r.Mode == Patient {
+		// slots (plan.go), held until the bytes are in, never while
+		// waiting on another node. A Background request without a free
+		// one is put off at once, before it asks the store for anything.
+		// A Patient one (the plan's last pass, a few of them queued at a
+		// time, gather.go) waits for one, having taken its lease first:
+		// the lease's requests to the store, which took up to a second
+		// each on a busy SeaweedFS, are then made while the slot still
+		// serves the chunk before, not in its time.
+		var slot func()
+		if r.Mode == Background {
 			var ok bool
-			if release, ok = t.takeSlot(ctx, r.Mode == Patient); !ok {
+			if slot, ok = t.takeSlot(ctx, false); !ok {
 				if ctx.Err() != nil {
 					return Filled{}, ctx.Err()
 				}
@@ -252,7 +258,7 @@ func (t *Tier) Fill(ctx context.Context, r Request) (f Filled, err error) {
 				return Filled{}, ErrDeferred
 			}
 		}
-		f, again, err := t.leased(ctx, r, name, lname, start, &waited, release)
+		f, again, err := t.leased(ctx, r, name, lname, start, &waited, slot)
 		if !again {
 			return f, err
 		}
@@ -261,17 +267,26 @@ func (t *Tier) Fill(ctx context.Context, r Request) (f Filled, err error) {
 }
 
 // leased is one round of Fill's lease: fetch the chunk under a lease won
-// here, or wait for the node holding it, having given back the origin
-// slot (release). again says the lease lapsed with the chunk still absent.
-func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start time.Time, waited *bool, release func()) (f Filled, again bool, err error) {
-	defer release() // idempotent: given back before waiting, or once the bytes are in
-	res, err := t.acquire(ctx, r.Volume, lname)
+// here, in an origin slot for a prefetch (slot, if Fill took one already),
+// or wait for the node holding it. again says the lease lapsed with the
+// chunk still absent.
+func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start time.Time, waited *bool, slot func()) (f Filled, again bool, err error) {
+	if slot != nil {
+		defer slot() // idempotent: given back before waiting, or once the bytes are in
+	}
+	res, err := t.acquire(ctx, r.Volume, lname, func() bool {
+		hit, _ := t.get(ctx, r, name)
+		return hit
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return Filled{}, false, ctx.Err()
 		}
 		f, err := t.storeFailed(ctx, r, nil)
 		return f, false, err
+	}
+	if res.landed {
+		return Filled{Source: FromShared}, false, nil
 	}
 	if res.held != nil {
 		t.count(r.Volume, func(s *Stats) { s.LeasesWon++ })
@@ -280,6 +295,14 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 		if hit, _ := t.get(ctx, r, name); hit {
 			res.held.release()
 			return Filled{Source: FromShared}, false, nil
+		}
+		if slot == nil && r.Mode == Patient {
+			var ok bool
+			if slot, ok = t.takeSlot(ctx, true); !ok {
+				res.held.release()
+				return Filled{}, false, ctx.Err()
+			}
+			defer slot()
 		}
 		if t.blobs.ExclusiveCreate() {
 			f, err := t.fromOrigin(ctx, r, res.held, true)
@@ -303,7 +326,9 @@ func (t *Tier) leased(ctx context.Context, r Request, name, lname string, start 
 			return Filled{Source: FromOrigin, publish: true, lease: res.held}, false, nil
 		}
 	}
-	release()
+	if slot != nil {
+		slot()
+	}
 	if r.Mode == Background {
 		t.count(r.Volume, func(s *Stats) { s.Deferred++ })
 		return Filled{}, false, ErrDeferred

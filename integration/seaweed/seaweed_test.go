@@ -18,17 +18,21 @@ import (
 )
 
 // TestFleetSeaweedS3ConditionalPut: the S3 API's create-if-absent is the
-// one exclusive primitive the fleet may rely on. Three concurrent PUTs of
-// one key with If-None-Match: * have exactly one 200 and two 412, and the
-// stored object is the winner's body.
+// one exclusive primitive the fleet may rely on. Eight concurrent PUTs of
+// one key with If-None-Match: * (a fleet of 8 reaching for one lease) have
+// exactly one 200 and seven 412, and the stored object is the winner's
+// body. It logs when each answer came: the gateway queues the losers and
+// answers them about a second apart, which is why a lease's create is
+// not waited for long (shared.leaseCreateWait).
 func TestFleetSeaweedS3ConditionalPut(t *testing.T) {
 	c := Start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const rounds, racers = 10, 3
+	const rounds, racers = 3, 8
 	for r := range rounds {
 		key := fmt.Sprintf("/%s/lease-%d", c.Bucket, r)
 		statuses := make([]int, racers)
+		took := make([]time.Duration, racers)
 		errs := make([]error, racers)
 		bodies := make([][]byte, racers)
 		start := make(chan struct{})
@@ -37,6 +41,8 @@ func TestFleetSeaweedS3ConditionalPut(t *testing.T) {
 			bodies[i] = []byte(fmt.Sprintf("round %d racer %d", r, i))
 			wg.Go(func() {
 				<-start
+				t0 := time.Now()
+				defer func() { took[i] = time.Since(t0) }()
 				resp, err := c.S3(ctx, "PUT", key, bytes.NewReader(bodies[i]), http.Header{"If-None-Match": {"*"}})
 				if err != nil {
 					errs[i] = err
@@ -49,6 +55,7 @@ func TestFleetSeaweedS3ConditionalPut(t *testing.T) {
 		}
 		close(start)
 		wg.Wait()
+		t.Logf("round %d: statuses %v answered after %v", r, statuses, took)
 		winner, lost := -1, 0
 		for i := range racers {
 			switch {
