@@ -317,7 +317,15 @@ func TestFleetNodeKilledMidLoad(t *testing.T) {
 	syscallUnmount(nodes[1].m.dir)
 	killedAt := hub.BytesServed()
 	nodes[1] = nil
+	killed := time.Now()
 	waitAll(t, nodes)
+	// Not a benchmark's bound: with it 5x over the usual 3-4 s, it says
+	// whether the dead node's share waited for gather's stall claim (30 s
+	// on), as it did in 4 runs of 6 while a node whose own chunks were in
+	// did not look at the fleet again.
+	if d := time.Since(killed); d > 20*time.Second {
+		t.Errorf("the survivors held the model %.1fs after the kill: the dead node's share waited for the stall claim", d.Seconds())
+	}
 	checkSums(t, nodes, origin)
 	ratio := float64(hub.BytesServed()) / float64(total)
 	t.Logf("killed node 1 at %.0f%% of the model from the origin; egress %.3fx the model", 100*float64(killedAt)/float64(total), ratio)

@@ -13,8 +13,8 @@ import (
 
 // Members splits a fleet's prefetch between its nodes without any service
 // of their own: each node keeps a record nodes/<holder> fresh in the store
-// while it fetches (rewritten at most every LeaseTTL/3, from Fill, so an
-// idle node writes nothing), and lists nodes/ at most every 2 s (250 ms
+// while it fetches (rewritten at most every LeaseTTL/3, from Fill and
+// Landed, so an idle node writes nothing), and lists nodes/ at most every 2 s (250 ms
 // while it knows no other). A chunk's
 // owner is the live node that rendezvous hashing picks for it, so when a
 // node joins or dies only its share moves. Prefetch fetches only the
@@ -34,9 +34,14 @@ type members struct {
 
 const (
 	membersEvery = 2 * time.Second
-	// A record older than memberLife (by the store's clock) is a dead
-	// node's: 3 lease TTLs, so a node stalled for a while is not dropped.
-	memberLifeTTLs = 3
+	// A record older than memberLife lease TTLs (by the store's clock)
+	// is a dead node's. A node that fetches rewrites it every third of a
+	// TTL, as it renews its leases, so by then it has missed four
+	// rewrites: the same test as a lapsed lease, with room for a write
+	// that a slow store holds up, and for clocks a little apart. It was 3
+	// TTLs, and the fleet then waited that long for a killed node's share
+	// (30 s by default).
+	memberLife = 1.5
 )
 
 func memberName(holder string) string { return "nodes/" + holder }
@@ -83,7 +88,7 @@ func (t *Tier) refreshMembers() {
 				m.mu.Unlock()
 			}
 		}
-		life := memberLifeTTLs * t.opts.LeaseTTL
+		life := time.Duration(memberLife * float64(t.opts.LeaseTTL))
 		var live []string
 		err := t.op(ctx, func(ctx context.Context) error {
 			live = live[:0]
@@ -121,8 +126,8 @@ func (t *Tier) refreshMembers() {
 // third of a TTL, so it missed three renewals: most likely it is dead (kill
 // -9, a lost machine). Its record is deleted, so every node splits its
 // share again at its next listing (2 s), instead of when the record ages
-// out (3 TTLs, 30 s by default, the dead node's share of the model waiting
-// all that time). A node that was only stalled writes its record again at
+// out (memberLife, 15 s by default, the dead node's share of the model
+// waiting all that time). A node that was only stalled writes its record again at
 // its next fetch and rejoins; that costs a few of its chunks fetched
 // twice. Only a holder in the last listing is dropped: a lease's holder is
 // the store's word, not a name to delete on.
@@ -175,7 +180,7 @@ func (t *Tier) fleet() (list []string, split bool) {
 }
 
 // Leave deletes this node's record, so the fleet stops counting on it at
-// once rather than 3 lease TTLs later: the chunks it owned but did not
+// once rather than memberLife later: the chunks it owned but did not
 // deliver go to the others now. A clean unmount calls it; a crash leaves
 // the record to age out. Nil-safe.
 func (t *Tier) Leave() {
