@@ -78,7 +78,7 @@ bench: deps build
 	WEIGHTFS_FLEET_BENCH=$(CURDIR)/BENCHMARKS.md $(GO) test -count=1 -timeout 10m -run '^TestFleetBench$$' -v ./integration/ | grep -v level=
 
 # SeaweedFS for the fleet tests (integration/tools/seaweedfs/README.md): a
-# ~230 MB binary that takes ~10 min to build on 2 cores, so bin/weed is a file
+# ~230 MB binary that takes 5-10 min to build on 2 cores, so bin/weed is a file
 # target, rebuilt only when it is missing or the pin (go.mod/go.sum) changes.
 # The touch: go build leaves an up-to-date binary's mtime alone.
 WEED     := bin/weed
