@@ -168,11 +168,17 @@ func (o *Object) fetch(idx int, cl *call) {
 	_, demanded := o.waiters[idx]
 	o.mu.Unlock()
 	close(cl.done)
+	// Written back beside the local write, not after it: the fleet reads
+	// the chunk only once it is in the shared store. Both only read buf,
+	// and the call stays in flight until both are done, so the buffer
+	// cannot be recycled under them (the memory tier never changes a
+	// buffer it kept).
+	var publishing sync.WaitGroup
+	if sf.req != nil {
+		publishing.Go(func() { o.publish(sf) })
+	}
 	kept := o.store(idx, cl.gen, buf, demanded && o.memWorthy(idx))
-	// Written back while the call is still in flight, so the buffer
-	// cannot be recycled under the write (the memory tier never changes
-	// a buffer it kept).
-	o.publish(sf)
+	publishing.Wait()
 	o.mu.Lock()
 	delete(o.inflight, idx)
 	delete(o.waiters, idx)
