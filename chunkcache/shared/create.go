@@ -106,9 +106,8 @@ func answer(ctx context.Context, p *pendingCreate, timeout <-chan time.Time) (ok
 
 // runCreate makes the create p stands for, to its answer.
 func (t *Tier) runCreate(name string, doc []byte, p *pendingCreate) {
-	ctx, cancel := context.WithTimeout(context.Background(), t.opts.OpTimeout)
-	err := t.op(ctx, func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{doc}, true) })
-	cancel()
+	// Detached from the callers, who may leave; op bounds it by OpTimeout.
+	err := t.op(context.Background(), func(ctx context.Context) error { return t.blobs.Put(ctx, name, [][]byte{doc}, true) })
 	t.mu.Lock()
 	delete(t.creates, name)
 	p.err = err
@@ -116,7 +115,7 @@ func (t *Tier) runCreate(name string, doc []byte, p *pendingCreate) {
 	t.mu.Unlock()
 	close(p.done)
 	if orphan && err == nil {
-		t.debug("lease create answered after it was given up; deleted", name, Background)
+		t.log.Debug("shared cache: a lease create answered after it was given up; deleted", "lease", name)
 		t.deleteQuietly(name)
 	}
 }

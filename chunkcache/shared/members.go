@@ -32,17 +32,16 @@ type members struct {
 	busy   bool      // GUARDED_BY(mu); a refresh is running
 }
 
-const (
-	membersEvery = 2 * time.Second
-	// A record older than memberLife lease TTLs (by the store's clock)
-	// is a dead node's. A node that fetches rewrites it every third of a
-	// TTL, as it renews its leases, so by then it has missed four
-	// rewrites: the same test as a lapsed lease, with room for a write
-	// that a slow store holds up, and for clocks a little apart. It was 3
-	// TTLs, and the fleet then waited that long for a killed node's share
-	// (30 s by default).
-	memberLife = 1.5
-)
+const membersEvery = 2 * time.Second
+
+// memberLife is how old a record may be (by the store's clock) and still be
+// a live node's: 1.5 lease TTLs. A node that fetches rewrites it every third
+// of a TTL, as it renews its leases, so by then it has missed four
+// rewrites: the same test as a lapsed lease, with room for a write that a
+// slow store holds up, and for clocks a little apart. It was 3 TTLs, and
+// the fleet then waited that long for a killed node's share (30 s by
+// default).
+func memberLife(ttl time.Duration) time.Duration { return ttl * 3 / 2 }
 
 func memberName(holder string) string { return "nodes/" + holder }
 
@@ -88,7 +87,7 @@ func (t *Tier) refreshMembers() {
 				m.mu.Unlock()
 			}
 		}
-		life := time.Duration(memberLife * float64(t.opts.LeaseTTL))
+		life := memberLife(t.opts.LeaseTTL)
 		var live []string
 		err := t.op(ctx, func(ctx context.Context) error {
 			live = live[:0]
