@@ -13,8 +13,8 @@ import (
 // leaseCreateWait bounds the wait for the store's answer to a lease's
 // exclusive create; past it the lease is read instead (create). Why:
 // SeaweedFS's S3 gateway queues racing conditional PUTs of one name and
-// answers each loser about a second after the one before it (8 racers
-// here: answered after 0, 0, 1, 1, 2, 2, 3 and 4 s). A fleet that starts
+// answers the losers about a second apart (8 racers here: the last loser
+// answered after 2-4 s, in each of 7 rounds). A fleet that starts
 // together reaches for the same chunks at once, since every node's plan
 // reads the index and the headers first, and the losers sat in that queue
 // for up to 4.5 s with their plans stalled: the fleet's slowest node began

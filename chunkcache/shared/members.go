@@ -14,13 +14,13 @@ import (
 // Members splits a fleet's prefetch between its nodes without any service
 // of their own: each node keeps a record nodes/<holder> fresh in the store
 // while it fetches (rewritten at most every LeaseTTL/3, from Fill and
-// Landed, so an idle node writes nothing), and lists nodes/ at most every 2 s (250 ms
-// while it knows no other). A chunk's
-// owner is the live node that rendezvous hashing picks for it, so when a
-// node joins or dies only its share moves. Prefetch fetches only the
-// chunks this node owns (the others return ErrDeferred at once, with no
-// request made), and the plan's last, patient pass waits for the owners'
-// chunks to land instead of racing them for leases. That split is what
+// Landed, so an idle node writes nothing), and lists nodes/ at most every
+// 2 s (250 ms while it knows no other). A chunk's owner is the live node
+// that rendezvous hashing picks for it, so when a node joins or dies only
+// its share moves. Prefetch fetches only the chunks this node owns (the
+// others return ErrDeferred at once, with no request made), and the plan's
+// last, patient pass waits for the owners' chunks to land instead of
+// racing them for leases. That split is what
 // keeps the dedupe on a store whose exclusive create is weak: two nodes
 // rarely reach for one chunk at all.
 type members struct {
@@ -126,9 +126,9 @@ func (t *Tier) refreshMembers() {
 // -9, a lost machine). Its record is deleted, so every node splits its
 // share again at its next listing (2 s), instead of when the record ages
 // out (memberLife, 15 s by default, the dead node's share of the model
-// waiting all that time). A node that was only stalled writes its record again at
-// its next fetch and rejoins; that costs a few of its chunks fetched
-// twice. Only a holder in the last listing is dropped: a lease's holder is
+// waiting all that time). A node that was only stalled writes its record
+// again at its next fetch and rejoins; that costs a few of its chunks
+// fetched twice. Only a holder in the last listing is dropped: a lease's holder is
 // the store's word, not a name to delete on.
 func (t *Tier) dropLapsed(holder string) {
 	m := &t.members
